@@ -1,0 +1,325 @@
+// Package config loads imchannel's TOML configuration. Every key has a
+// default (Default), so the service runs with no file at all.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a TOML string like "30s" or "24h".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText prints the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is the whole file. The README's config reference lists every key.
+type Config struct {
+	Addr      string `toml:"addr"`
+	DB        string `toml:"db"`
+	PublicURL string `toml:"public_url"`
+
+	Log       Log       `toml:"log"`
+	Limits    Limits    `toml:"limits"`
+	Inbound   Inbound   `toml:"inbound"`
+	API       API       `toml:"api"`
+	Agents    []Agent   `toml:"agents"`
+	Provider  Provider  `toml:"provider"`
+	Outbox    Outbox    `toml:"outbox"`
+	Media     Media     `toml:"media"`
+	Welcome   Welcome   `toml:"welcome"`
+	Backup    Backup    `toml:"backup"`
+	Retention Retention `toml:"retention"`
+}
+
+// Log chooses the log format and level.
+type Log struct {
+	Format string `toml:"format"` // text or json
+	Level  string `toml:"level"`  // debug info warn error
+}
+
+// Limits bound requests.
+type Limits struct {
+	BodyBytes      int64    `toml:"body_bytes"`     // webhook and API bodies
+	TemplateBytes  int64    `toml:"template_bytes"` // template posts carry base64 headers
+	ReadTimeout    Duration `toml:"read_timeout"`
+	WriteTimeout   Duration `toml:"write_timeout"`
+	IdleTimeout    Duration `toml:"idle_timeout"`
+	HeaderTimeout  Duration `toml:"read_header_timeout"`
+	MaxHeaderBytes int      `toml:"max_header_bytes"`
+}
+
+// Inbound is what providers present on the webhooks.
+type Inbound struct {
+	BasicUser     string `toml:"basic_user"`
+	BasicPassword string `toml:"basic_password"`
+}
+
+// API is what CTLive presents on the send API.
+type API struct {
+	BearerToken string   `toml:"bearer_token"`
+	AppKey      string   `toml:"app_key"`
+	AppSecret   string   `toml:"app_secret"`
+	TokenTTL    Duration `toml:"token_ttl"` // tokens issued by tokenByAkSk, at most 1h
+}
+
+// Agent is a login for the status page and /api/v1.
+type Agent struct {
+	User     string `toml:"user"`
+	Password string `toml:"password"`
+}
+
+// Provider is where outbound messages go.
+type Provider struct {
+	Kind          string   `toml:"kind"` // infobip or cm
+	URL           string   `toml:"url"`
+	BasicUser     string   `toml:"basic_user"`
+	BasicPassword string   `toml:"basic_password"`
+	ScenarioKey   string   `toml:"scenario_key"`
+	ProductToken  string   `toml:"product_token"`
+	From          string   `toml:"from"`
+	Timeout       Duration `toml:"timeout"`
+	RatePerSecond float64  `toml:"rate_per_second"`
+	// DefaultNumber is the business number outbound messages come from when
+	// the scenarioKey is not in Numbers.
+	DefaultNumber string `toml:"default_number"`
+	// Numbers maps a scenarioKey to its business number.
+	Numbers map[string]string `toml:"numbers"`
+}
+
+// Outbox tunes delivery.
+type Outbox struct {
+	Workers     int      `toml:"workers"`
+	MaxBackoff  Duration `toml:"max_backoff"`
+	MinBackoff  Duration `toml:"min_backoff"`
+	Deadline    Duration `toml:"deadline"`     // give up and mark failed after this long
+	Window      Duration `toml:"window"`       // customer-service window for free-form text
+	CheckWindow bool     `toml:"check_window"` // refuse free-form text outside Window
+}
+
+// Media tunes the fetcher.
+type Media struct {
+	MaxBytes          int64    `toml:"max_bytes"`
+	AllowPrivateHosts bool     `toml:"allow_private_hosts"`
+	Workers           int      `toml:"workers"`
+	ConnectTimeout    Duration `toml:"connect_timeout"`
+	FetchTimeout      Duration `toml:"fetch_timeout"`
+	RetryFor          Duration `toml:"retry_for"` // give up retrying after this long
+	MaxBackoff        Duration `toml:"max_backoff"`
+	DeleteAtProvider  bool     `toml:"delete_at_provider"`
+}
+
+// Welcome is the text queued once per customer on a CM request_welcome.
+type Welcome struct {
+	Text string `toml:"text"`
+}
+
+// Backup schedules copies of the database.
+type Backup struct {
+	Dir      string   `toml:"dir"`
+	Interval Duration `toml:"interval"`
+	Keep     int      `toml:"keep"`
+}
+
+// Retention purges old messages.
+type Retention struct {
+	Days int `toml:"days"`
+}
+
+// Default is the embedded configuration `go run . serve` starts with.
+func Default() Config {
+	return Config{
+		Addr:      "127.0.0.1:8080",
+		DB:        "imchannel.db",
+		PublicURL: "http://127.0.0.1:8080",
+		Log:       Log{Format: "text", Level: "info"},
+		Limits: Limits{
+			BodyBytes:      1 << 20,
+			TemplateBytes:  24 << 20,
+			ReadTimeout:    Duration{30 * time.Second},
+			WriteTimeout:   Duration{60 * time.Second},
+			IdleTimeout:    Duration{120 * time.Second},
+			HeaderTimeout:  Duration{10 * time.Second},
+			MaxHeaderBytes: 64 << 10,
+		},
+		API: API{TokenTTL: Duration{time.Hour}},
+		Provider: Provider{
+			Kind:          "infobip",
+			URL:           "http://127.0.0.1:9000/omni/1/advanced",
+			Timeout:       Duration{30 * time.Second},
+			RatePerSecond: 50,
+		},
+		Outbox: Outbox{
+			Workers:     4,
+			MinBackoff:  Duration{time.Second},
+			MaxBackoff:  Duration{5 * time.Minute},
+			Deadline:    Duration{24 * time.Hour},
+			Window:      Duration{24 * time.Hour},
+			CheckWindow: true,
+		},
+		Media: Media{
+			MaxBytes:       16 << 20,
+			Workers:        4,
+			ConnectTimeout: Duration{10 * time.Second},
+			FetchTimeout:   Duration{2 * time.Minute},
+			RetryFor:       Duration{24 * time.Hour},
+			MaxBackoff:     Duration{10 * time.Minute},
+		},
+		Backup: Backup{Interval: Duration{24 * time.Hour}, Keep: 7},
+	}
+}
+
+// Load reads path (if not empty) over the defaults and validates the result.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := Parse(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// Parse decodes TOML into cfg, refusing unknown keys (a typo must not
+// silently turn a feature off).
+func Parse(b []byte, cfg *Config) error {
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(cfg)
+	if err != nil {
+		return err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// Validate checks values that would otherwise fail later.
+func (c Config) Validate() error {
+	if c.DB == "" {
+		return fmt.Errorf("db must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("addr %q: %w", c.Addr, err)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("public_url %q must be an http(s) URL", c.PublicURL)
+		}
+	}
+	switch c.Provider.Kind {
+	case "infobip", "cm":
+	default:
+		return fmt.Errorf("provider.kind %q: must be \"infobip\" or \"cm\"", c.Provider.Kind)
+	}
+	if c.Provider.URL != "" {
+		if u, err := url.Parse(c.Provider.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			return fmt.Errorf("provider.url %q must be an http(s) URL", c.Provider.URL)
+		}
+	}
+	if c.Provider.RatePerSecond < 0 {
+		return fmt.Errorf("provider.rate_per_second must not be negative")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fmt.Errorf("log.format %q: must be text or json", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q: must be debug, info, warn or error", c.Log.Level)
+	}
+	if c.Limits.BodyBytes <= 0 || c.Limits.TemplateBytes <= 0 {
+		return fmt.Errorf("limits.body_bytes and limits.template_bytes must be positive")
+	}
+	if c.Media.MaxBytes <= 0 {
+		return fmt.Errorf("media.max_bytes must be positive")
+	}
+	if c.API.TokenTTL.Duration <= 0 || c.API.TokenTTL.Duration > time.Hour {
+		return fmt.Errorf("api.token_ttl must be between 1s and 1h")
+	}
+	if c.Retention.Days < 0 {
+		return fmt.Errorf("retention.days must not be negative")
+	}
+	if c.Backup.Dir != "" && (c.Backup.Interval.Duration < time.Minute || c.Backup.Keep < 1) {
+		return fmt.Errorf("backup: interval must be at least 1m and keep at least 1")
+	}
+	for i, a := range c.Agents {
+		if a.User == "" || a.Password == "" {
+			return fmt.Errorf("agents[%d]: user and password are required", i)
+		}
+	}
+	return nil
+}
+
+// HasInboundAuth, HasAPIAuth and HasAgents report whether each route group
+// has credentials configured.
+func (c Config) HasInboundAuth() bool {
+	return c.Inbound.BasicUser != "" && c.Inbound.BasicPassword != ""
+}
+
+// HasAPIAuth reports whether the send API has credentials.
+func (c Config) HasAPIAuth() bool {
+	return c.API.BearerToken != "" || (c.API.AppKey != "" && c.API.AppSecret != "")
+}
+
+// HasAgents reports whether agent logins exist.
+func (c Config) HasAgents() bool { return len(c.Agents) > 0 }
+
+// IsLoopback reports whether addr listens on loopback only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckExposure refuses to listen beyond loopback with a route group open.
+func (c Config) CheckExposure() error {
+	if IsLoopback(c.Addr) {
+		return nil
+	}
+	var missing []string
+	if !c.HasInboundAuth() {
+		missing = append(missing, "[inbound] basic_user/basic_password")
+	}
+	if !c.HasAPIAuth() {
+		missing = append(missing, "[api] bearer_token or app_key/app_secret")
+	}
+	if !c.HasAgents() {
+		missing = append(missing, "[[agents]]")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("refusing to listen on %s (not loopback) with no credentials configured for: %s", c.Addr, strings.Join(missing, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,200 @@
+// Package httpx holds the small HTTP pieces every handler package shares:
+// JSON answers, the error-kind → status mapping, bounded JSON decoding and
+// constant-time credential checks.
+package httpx
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"imchannel/store"
+)
+
+// WriteJSON answers v with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Status maps an error kind to an HTTP status.
+func Status(err error) int {
+	switch {
+	case errors.Is(err, store.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, store.ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, store.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// WriteError answers {"error": …} with the status of err's kind. Internal
+// errors are logged here, once, and their detail is not shown.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	status := Status(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		if log != nil {
+			log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		msg = "internal error"
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="imchannel"`)
+	}
+	WriteJSON(w, status, map[string]string{"error": msg})
+}
+
+// Errorf is store.Errorf, for handlers.
+func Errorf(kind error, format string, args ...any) error { return store.Errorf(kind, format, args...) }
+
+// ReadBody reads at most limit bytes of r's body; a longer body is a
+// TooLarge error, invalid UTF-8 is Invalid.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, Errorf(store.ErrTooLarge, "body is larger than the limit of %d bytes", limit)
+		}
+		return nil, Errorf(store.ErrInvalid, "reading body: %v", err)
+	}
+	return b, nil
+}
+
+// DecodeJSON reads a bounded JSON body into v. Errors name what was wrong:
+// size, syntax (with offset), a field of the wrong type, trailing data.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	b, err := ReadBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	return Unmarshal(b, v)
+}
+
+// Unmarshal decodes one JSON value with readable errors.
+func Unmarshal(b []byte, v any) error {
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return Errorf(store.ErrInvalid, "body is empty; expected JSON")
+	}
+	if !utf8.Valid(b) {
+		return Errorf(store.ErrInvalid, "body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return JSONError(err)
+	}
+	if dec.More() {
+		return Errorf(store.ErrInvalid, "malformed JSON: unexpected data after the top-level value")
+	}
+	return nil
+}
+
+// JSONError turns an encoding/json error into an Invalid error naming the
+// field or offset.
+func JSONError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return Errorf(store.ErrInvalid, "malformed JSON at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "body"
+		}
+		return Errorf(store.ErrInvalid, "field %s: expected %s, got JSON %s", field, te.Type, te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return Errorf(store.ErrInvalid, "malformed JSON: unexpected end of body")
+	}
+	return Errorf(store.ErrInvalid, "malformed JSON: %v", err)
+}
+
+// Equal compares two secrets in constant time (hashing first so that the
+// lengths do not leak either).
+func Equal(got, want string) bool {
+	g := sha256.Sum256([]byte(got))
+	w := sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
+}
+
+// Credential is a user and password pair.
+type Credential struct{ User, Password string }
+
+// BasicOK reports whether r carries HTTP Basic credentials matching one of
+// creds. Every candidate is compared, so timing does not tell which user exists.
+func BasicOK(r *http.Request, creds []Credential) bool {
+	u, p, ok := r.BasicAuth()
+	if !ok {
+		return false
+	}
+	match := 0
+	for _, c := range creds {
+		match |= subtle.ConstantTimeByteEq(boolByte(Equal(u, c.User)), 1) & subtle.ConstantTimeByteEq(boolByte(Equal(p, c.Password)), 1)
+	}
+	return match == 1
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RequireBasic wraps h so that it runs only for requests with one of creds.
+// With no creds configured the group is open (loopback-only; serve refuses
+// other addresses), which is how `go run . serve` works out of the box.
+func RequireBasic(creds []Credential, h http.Handler) http.Handler {
+	if len(creds) == 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !BasicOK(r, creds) {
+			Unauthorized(w)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Unauthorized answers 401 with a JSON error.
+func Unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="imchannel"`)
+	WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong credentials"})
+}
+
+// MethodNotAllowed and NotFound answer in JSON.
+func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path)})
+}
+
+// NotFound answers 404 in JSON.
+func NotFound(w http.ResponseWriter, r *http.Request) {
+	WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no route " + r.URL.Path})
+}

@@ -1,0 +1,68 @@
+// Package metrics defines imchannel's Prometheus collectors. One Metrics is
+// made in main and handed to each component; nothing registers globally.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every collector.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	InboundPosts      *prometheus.CounterVec // provider
+	InboundMessages   *prometheus.CounterVec // provider
+	InboundDuplicates *prometheus.CounterVec // provider
+	InboundReports    *prometheus.CounterVec // provider, status
+	Rejections        *prometheus.CounterVec // route, reason
+
+	OutboxDepth prometheus.Gauge
+	Sends       *prometheus.CounterVec // provider, result (sent, retry, failed)
+	Retries     *prometheus.CounterVec // what (send, media)
+
+	MediaFetches    *prometheus.CounterVec // result (cached, failed, too_large, retry)
+	MediaBytes      prometheus.Counter
+	MediaFailures   prometheus.Counter
+	CommitBatchSize prometheus.Histogram
+	CommitDuration  prometheus.Histogram
+	DBSize          prometheus.Gauge
+
+	HTTPDuration *prometheus.HistogramVec // route, method, code
+}
+
+// New makes and registers the collectors on a fresh registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry:          r,
+		InboundPosts:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_inbound_posts_total", Help: "Webhook posts accepted, by provider."}, []string{"provider"}),
+		InboundMessages:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_inbound_messages_total", Help: "Inbound messages stored, by provider."}, []string{"provider"}),
+		InboundDuplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_inbound_duplicates_total", Help: "Resent inbound messages recognised and not stored again, by provider."}, []string{"provider"}),
+		InboundReports:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_inbound_reports_total", Help: "Delivery and seen reports received, by provider and status."}, []string{"provider", "status"}),
+		Rejections:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_rejections_total", Help: "Requests refused, by route and reason."}, []string{"route", "reason"}),
+		OutboxDepth:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_outbox_depth", Help: "Outbound messages waiting for delivery."}),
+		Sends:             prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_sends_total", Help: "Provider send attempts, by provider and result."}, []string{"provider", "result"}),
+		Retries:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_retries_total", Help: "Retries scheduled, by what is retried."}, []string{"what"}),
+		MediaFetches:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_media_fetches_total", Help: "Media fetch attempts, by result."}, []string{"result"}),
+		MediaBytes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "imchannel_media_bytes_total", Help: "Media bytes fetched and stored."}),
+		MediaFailures:     prometheus.NewCounter(prometheus.CounterOpts{Name: "imchannel_media_failures_total", Help: "Media fetches that failed for good."}),
+		CommitBatchSize:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "imchannel_commit_batch_size", Help: "Writers sharing one fsynced commit.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		CommitDuration:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "imchannel_commit_duration_seconds", Help: "Time to commit and fsync one batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		DBSize:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_db_size_bytes", Help: "Size of the database file."}),
+		HTTPDuration:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imchannel_http_request_duration_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route", "method", "code"}),
+	}
+	r.MustRegister(m.InboundPosts, m.InboundMessages, m.InboundDuplicates, m.InboundReports, m.Rejections,
+		m.OutboxDepth, m.Sends, m.Retries, m.MediaFetches, m.MediaBytes, m.MediaFailures,
+		m.CommitBatchSize, m.CommitDuration, m.DBSize, m.HTTPDuration,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}

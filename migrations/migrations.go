@@ -1,0 +1,114 @@
+// Package migrations holds the ordered schema steps of the imchannel bbolt
+// file. The list is append-only: a released step is never edited, a change
+// is a new step. Each step names its buckets literally, so later renames in
+// the store cannot rewrite history.
+package migrations
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Step is one schema change.
+type Step struct {
+	Version     uint64
+	Description string
+	Apply       func(tx *bolt.Tx) error
+}
+
+var (
+	metaBucket = []byte("meta")
+	versionKey = []byte("schema_version")
+)
+
+// Steps returns the ordered steps.
+func Steps() []Step {
+	return []Step{
+		{1, "create the conversation, message, index, outbox and media buckets", v1CreateBuckets},
+	}
+}
+
+// Latest is the schema version this binary writes.
+func Latest() uint64 {
+	s := Steps()
+	return s[len(s)-1].Version
+}
+
+// Version reads the file's schema version (0 for an empty file).
+func Version(tx *bolt.Tx) uint64 {
+	b := tx.Bucket(metaBucket)
+	if b == nil {
+		return 0
+	}
+	v := b.Get(versionKey)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// Pending lists the steps a file at version still needs.
+func Pending(version uint64) []Step {
+	var out []Step
+	for _, s := range Steps() {
+		if s.Version > version {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Apply runs every pending step in one transaction and records the new
+// version. It returns the versions applied.
+func Apply(db *bolt.DB) ([]uint64, error) {
+	var applied []uint64
+	err := db.Update(func(tx *bolt.Tx) error {
+		applied = applied[:0]
+		v := Version(tx)
+		if v > Latest() {
+			return fmt.Errorf("schema version %d is newer than this binary's %d", v, Latest())
+		}
+		for _, s := range Pending(v) {
+			if err := s.Apply(tx); err != nil {
+				return fmt.Errorf("step %d (%s): %w", s.Version, s.Description, err)
+			}
+			if err := setVersion(tx, s.Version); err != nil {
+				return err
+			}
+			applied = append(applied, s.Version)
+		}
+		return nil
+	})
+	return applied, err
+}
+
+func setVersion(tx *bolt.Tx, v uint64) error {
+	b, err := tx.CreateBucketIfNotExists(metaBucket)
+	if err != nil {
+		return fmt.Errorf("meta bucket: %w", err)
+	}
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], v)
+	return b.Put(versionKey, buf[:])
+}
+
+// v1Buckets is the layout of schema 1 (drawn in the store's package comment).
+var v1Buckets = []string{
+	"meta", "counters",
+	"conversations", "conv_key", "conv_activity", "conv_msgs",
+	"messages", "ext", "pending",
+	"outbox", "outbox_state",
+	"media", "media_queue", "media_token", "blobs", "chunks",
+	"tokens", "audit",
+}
+
+func v1CreateBuckets(tx *bolt.Tx) error {
+	for _, name := range v1Buckets {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package migrations
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// stepTests holds one test per step. TestEveryStepHasATest fails when a
+// step is added without one.
+var stepTests = map[uint64]func(t *testing.T, db *bolt.DB){
+	1: func(t *testing.T, db *bolt.DB) {
+		require.NoError(t, db.View(func(tx *bolt.Tx) error {
+			for _, name := range v1Buckets {
+				require.NotNil(t, tx.Bucket([]byte(name)), "bucket %s", name)
+			}
+			return nil
+		}))
+	},
+}
+
+func openTemp(t *testing.T) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "m.db"), 0o600, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func TestEveryStepHasATest(t *testing.T) {
+	prev := uint64(0)
+	for _, s := range Steps() {
+		require.Equal(t, prev+1, s.Version, "versions must be consecutive")
+		prev = s.Version
+		require.Contains(t, stepTests, s.Version, "step %d (%s) has no test in stepTests", s.Version, s.Description)
+	}
+}
+
+func TestSteps(t *testing.T) {
+	for _, s := range Steps() {
+		t.Run(s.Description, func(t *testing.T) {
+			db := openTemp(t)
+			// Bring the file to the version before this step, then apply it.
+			require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+				for _, p := range Steps() {
+					if p.Version >= s.Version {
+						break
+					}
+					if err := p.Apply(tx); err != nil {
+						return err
+					}
+					if err := setVersion(tx, p.Version); err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
+			require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+				if err := s.Apply(tx); err != nil {
+					return err
+				}
+				return setVersion(tx, s.Version)
+			}))
+			stepTests[s.Version](t, db)
+		})
+	}
+}
+
+func TestApplyIsIdempotentAndRecordsVersion(t *testing.T) {
+	db := openTemp(t)
+	applied, err := Apply(db)
+	require.NoError(t, err)
+	require.Len(t, applied, len(Steps()))
+	applied, err = Apply(db)
+	require.NoError(t, err)
+	require.Empty(t, applied)
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		require.Equal(t, Latest(), Version(tx))
+		return nil
+	}))
+	require.Empty(t, Pending(Latest()))
+}
+
+func TestApplyRefusesNewerFile(t *testing.T) {
+	db := openTemp(t)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error { return setVersion(tx, Latest()+1) }))
+	_, err := Apply(db)
+	require.ErrorContains(t, err, "newer")
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	bolt "go.etcd.io/bbolt"
+
+	"imchannel/config"
+	"imchannel/httpx"
+	"imchannel/metrics"
+	"imchannel/store"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "serve [--config FILE] [--addr HOST:PORT] [--db FILE]", stderr)
+	cfgPath := fs.String("config", "", "TOML config file (default: embedded defaults)")
+	addr := fs.String("addr", "", "listen address, overrides the config's addr")
+	db := fs.String("db", "", "database file, overrides the config's db")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *addr != "" {
+		cfg.Addr = *addr
+	}
+	if *db != "" {
+		cfg.DB = *db
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := cfg.CheckExposure(); err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// app holds what the HTTP handlers and workers share.
+type app struct {
+	cfg     config.Config
+	log     *slog.Logger
+	store   *store.Store
+	metrics *metrics.Metrics
+	started time.Time
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	m := metrics.New()
+	st, err := store.Open(cfg.DB, store.Options{
+		Logger: log,
+		OnCommit: func(size int, d time.Duration) {
+			m.CommitBatchSize.Observe(float64(size))
+			m.CommitDuration.Observe(d.Seconds())
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a := &app{cfg: cfg, log: log, store: st, metrics: m, started: time.Now()}
+	for _, w := range a.openGroups() {
+		log.Warn("route group has no credentials configured and is open (loopback only)", "group", w)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           a.routes(),
+		ReadHeaderTimeout: cfg.Limits.HeaderTimeout.Duration,
+		ReadTimeout:       cfg.Limits.ReadTimeout.Duration,
+		WriteTimeout:      cfg.Limits.WriteTimeout.Duration,
+		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
+		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+
+	workCtx, stopWork := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range a.workers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w(workCtx)
+		}()
+	}
+
+	log.Info("listening", "addr", ln.Addr().String(), "db", cfg.DB, "version", Version)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		stopWork()
+		wg.Wait()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	shCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shCtx)
+	stopWork()
+	wg.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+func (a *app) openGroups() []string {
+	var open []string
+	if !a.cfg.HasInboundAuth() {
+		open = append(open, "inbound webhooks")
+	}
+	if !a.cfg.HasAPIAuth() {
+		open = append(open, "send API")
+	}
+	if !a.cfg.HasAgents() {
+		open = append(open, "agents (status page, /api/v1, /media, /admin, /metrics)")
+	}
+	return open
+}
+
+func (a *app) agentCreds() []httpx.Credential {
+	out := make([]httpx.Credential, len(a.cfg.Agents))
+	for i, ag := range a.cfg.Agents {
+		out[i] = httpx.Credential{User: ag.User, Password: ag.Password}
+	}
+	return out
+}
+
+func (a *app) inboundCreds() []httpx.Credential {
+	if !a.cfg.HasInboundAuth() {
+		return nil
+	}
+	return []httpx.Credential{{User: a.cfg.Inbound.BasicUser, Password: a.cfg.Inbound.BasicPassword}}
+}
+
+// routes builds the whole router: every route of interface.md.
+func (a *app) routes() http.Handler {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(httpx.NotFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(httpx.MethodNotAllowed)
+	agents := func(h http.Handler) http.Handler { return httpx.RequireBasic(a.agentCreds(), h) }
+
+	r.HandleFunc("/healthz", a.healthz).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/metrics", agents(http.HandlerFunc(a.serveMetrics))).Methods(http.MethodGet)
+	r.Handle("/admin/backup", agents(http.HandlerFunc(a.serveBackup))).Methods(http.MethodGet)
+
+	a.registerComponents(r)
+
+	return a.middleware(r)
+}
+
+func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := a.store.Health(ctx); err != nil {
+		httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "database cannot take writes: " + err.Error()})
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *app) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if st, err := a.store.Stats(); err == nil {
+		a.metrics.DBSize.Set(float64(st.FileSize))
+		a.metrics.OutboxDepth.Set(float64(st.OutboxDepth))
+	}
+	a.metrics.Handler().ServeHTTP(w, r)
+}
+
+func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="imchannel-backup.db"`)
+	w.Header().Set("X-Backup-Size", fmt.Sprint(a.store.BackupSize()))
+	// The copy is written from one read transaction; its size is known
+	// once that transaction starts, so it is sent as Content-Length there.
+	err := a.store.View(func(tx *bolt.Tx) error {
+		w.Header().Set("Content-Length", fmt.Sprint(tx.Size()))
+		_, err := tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		a.log.Error("backup stream failed", "err", err)
+	}
+}
+
+// statusRecorder captures the status for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets Server-Sent Events through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// middleware logs one line per request (never credentials or bodies),
+// records latency by route template and turns a panic into a 500.
+func (a *app) middleware(r *mux.Router) http.Handler {
+	log := a.log.With("component", "http")
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		route := "unmatched"
+		var match mux.RouteMatch
+		if r.Match(req, &match) && match.Route != nil {
+			if t, err := match.Route.GetPathTemplate(); err == nil {
+				route = t
+			}
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("panic serving request", "route", route, "panic", fmt.Sprint(p))
+				if rec.status == 0 {
+					httpx.WriteJSON(rec, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+				}
+			}
+			d := time.Since(start)
+			a.metrics.HTTPDuration.WithLabelValues(route, req.Method, fmt.Sprint(rec.status)).Observe(d.Seconds())
+			log.Info("request", "method", req.Method, "route", route, "status", rec.status,
+				"ms", float64(d.Microseconds())/1000, "bytes", rec.bytes, "remote", remoteHost(req.RemoteAddr))
+		}()
+		r.ServeHTTP(rec, req)
+	})
+}
+
+func remoteHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return strings.ReplaceAll(addr, "\n", "")
+}

@@ -1,0 +1,118 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket names (drawn in doc.go). Migrations create them.
+var (
+	bucketMeta         = []byte("meta")
+	bucketCounters     = []byte("counters")
+	bucketConvs        = []byte("conversations")
+	bucketConvKey      = []byte("conv_key")
+	bucketConvActivity = []byte("conv_activity")
+	bucketConvMsgs     = []byte("conv_msgs")
+	bucketMessages     = []byte("messages")
+	bucketExt          = []byte("ext")
+	bucketPending      = []byte("pending")
+	bucketOutbox       = []byte("outbox")
+	bucketOutboxState  = []byte("outbox_state")
+	bucketMedia        = []byte("media")
+	bucketMediaQueue   = []byte("media_queue")
+	bucketMediaToken   = []byte("media_token")
+	bucketBlobs        = []byte("blobs")
+	bucketChunks       = []byte("chunks")
+	bucketTokens       = []byte("tokens")
+	bucketAudit        = []byte("audit")
+
+	keyHealth = []byte("health")
+)
+
+// Counter names.
+const (
+	counterMessages      = "messages"
+	counterConversations = "conversations"
+	counterFailedSends   = "failed_sends"
+)
+
+// ---- codecs, kept apart from the transaction logic ----
+
+func encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode %T: %v", ErrInternal, v, err)
+	}
+	return b, nil
+}
+
+func decode(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: decode %T: %v", ErrInternal, v, err)
+	}
+	return nil
+}
+
+func t8(t time.Time) []byte {
+	var b [8]byte
+	n := t.UnixNano()
+	if n < 0 {
+		n = 0
+	}
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	return b[:]
+}
+
+func timeKey(t time.Time, id string) []byte {
+	k := make([]byte, 0, 8+len(id))
+	k = append(k, t8(t)...)
+	return append(k, id...)
+}
+
+func extKey(provider, externalID string) []byte {
+	k := make([]byte, 0, len(provider)+1+len(externalID))
+	k = append(k, provider...)
+	k = append(k, 0)
+	return append(k, externalID...)
+}
+
+func convKey(business, customer string) []byte {
+	return []byte(business + "/" + customer)
+}
+
+func u64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func putU64(b *bolt.Bucket, key string, v uint64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], v)
+	return b.Put([]byte(key), buf[:])
+}
+
+// addCounter adds delta (which may be negative) to a named counter.
+func (t *Tx) addCounter(name string, delta int64) error {
+	b := t.tx.Bucket(bucketCounters)
+	v := int64(u64(b.Get([]byte(name)))) + delta
+	if v < 0 {
+		v = 0
+	}
+	return putU64(b, name, uint64(v))
+}
+
+// Counter reads a named counter.
+func (s *Store) Counter(name string) uint64 {
+	var v uint64
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		v = u64(tx.Bucket(bucketCounters).Get([]byte(name)))
+		return nil
+	})
+	return v
+}

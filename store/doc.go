@@ -1,0 +1,54 @@
+// Package store is imchannel's domain: conversations, messages, status
+// timelines, the outbox and media, persisted in one bbolt file.
+//
+// Bucket tree (schema 1; keys → values, "+" is concatenation, ids are
+// 26-character ULID strings, t8 is a big-endian uint64 of unix nanoseconds):
+//
+//	meta/
+//	  schema_version → uint64          written by migrations
+//	  health         → RFC 3339 time   last /healthz probe
+//	counters/
+//	  name           → uint64          messages, conversations, failed_sends,
+//	                                   in:YYYY-MM-DD, out:YYYY-MM-DD, dup:<provider>
+//	conversations/
+//	  convID         → Conversation JSON
+//	conv_key/
+//	  business+"/"+customer → convID   one conversation per pair of numbers
+//	conv_activity/
+//	  t8(lastActivity)+convID → search text (customer business lower(name))
+//	                                   scanned backwards: most recent first
+//	conv_msgs/
+//	  convID+msgID   → ""              a thread in time order
+//	messages/
+//	  msgID          → Message JSON
+//	ext/
+//	  provider+0x00+externalID → msgID idempotency and report lookup; aliases
+//	                                   too; "" for consumed actions (reactions,
+//	                                   deletions)
+//	pending/
+//	  provider+0x00+externalID+0x00+t8+seq → Pending JSON
+//	                                   replies, reports, reactions and deletions
+//	                                   waiting for a message that has not arrived
+//	outbox/
+//	  t8(due)+msgID  → ""              delivery queue ordered by due time
+//	outbox_state/
+//	  msgID          → OutboxState JSON attempts, next try, last error
+//	media/
+//	  mediaID        → Media JSON      state, source, sha256
+//	media_queue/
+//	  t8(next try)+mediaID → ""        fetch queue
+//	media_token/
+//	  token          → mediaID         public capability URLs for hosted media
+//	blobs/
+//	  sha256(32 bytes) → Blob JSON     size, chunk count, reference count
+//	chunks/
+//	  sha256(32)+uint32(index) → ≤256 KiB of bytes
+//	tokens/
+//	  sha256(token)  → expiry t8       bearer tokens issued by tokenByAkSk
+//	audit/
+//	  t8+seq         → audit line JSON erasures and other operator actions
+//
+// Exported methods own their transaction; unexported helpers take a *Tx.
+// All writes go through Update, which batches concurrent writers into one
+// fsynced commit (group commit).
+package store

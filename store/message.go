@@ -1,0 +1,649 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Result says what became of one message handed to SaveInbound or
+// QueueOutbound.
+type Result struct {
+	MessageID      string
+	ConversationID string
+	ExternalID     string
+	Status         string
+	Duplicate      bool
+	// Action is true for reactions and deletions, which create no message.
+	Action bool
+}
+
+// SaveInbound stores inbound messages (and reactions and deletions) in one
+// transaction: either all are stored or none is. A message whose
+// (provider, externalId) is already known is a duplicate: it is reported
+// and changes nothing.
+func (s *Store) SaveInbound(ctx context.Context, msgs []*Message) ([]Result, error) {
+	for i, m := range msgs {
+		if err := validateNew(m, Inbound); err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+	}
+	var results []Result
+	err := s.Update(ctx, func(t *Tx) error {
+		results = make([]Result, len(msgs))
+		for i, m := range msgs {
+			cp := *m
+			r, err := t.insert(&cp)
+			if err != nil {
+				return fmt.Errorf("message %d: %w", i, err)
+			}
+			results[i] = r
+		}
+		return nil
+	})
+	return results, err
+}
+
+// QueueOptions tune QueueOutbound.
+type QueueOptions struct {
+	// Window, when positive, refuses non-template messages to a customer
+	// whose last inbound message is older than this (WhatsApp's 24 hours).
+	Window time.Duration
+}
+
+// QueueOutbound stores outbound messages, each with its outbox entry, in one
+// transaction. It is idempotent on (provider, externalId): a retried request
+// queues nothing and gets the first answer again.
+func (s *Store) QueueOutbound(ctx context.Context, msgs []*Message, opts QueueOptions) ([]Result, error) {
+	for i, m := range msgs {
+		if err := validateNew(m, Outbound); err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+	}
+	var results []Result
+	err := s.Update(ctx, func(t *Tx) error {
+		results = make([]Result, len(msgs))
+		for i, m := range msgs {
+			cp := *m
+			r, err := t.queueOutbound(&cp, opts)
+			if err != nil {
+				return fmt.Errorf("message %d: %w", i, err)
+			}
+			results[i] = r
+		}
+		return nil
+	})
+	return results, err
+}
+
+// QueueWelcome queues m as the conversation's welcome reply unless one was
+// already queued: at most one per customer.
+func (s *Store) QueueWelcome(ctx context.Context, m *Message) (queued bool, err error) {
+	if err := validateNew(m, Outbound); err != nil {
+		return false, err
+	}
+	err = s.Update(ctx, func(t *Tx) error {
+		queued = false
+		c, err := t.conversationFor(m.From, m.To)
+		if err != nil {
+			return err
+		}
+		if c.WelcomeSent {
+			return nil
+		}
+		c.WelcomeSent = true
+		if err := t.putConversation(c, c.LastActivity, t.tx.Bucket(bucketConvs).Get([]byte(c.ID)) != nil); err != nil {
+			return err
+		}
+		cp := *m
+		r, err := t.queueOutbound(&cp, QueueOptions{})
+		queued = err == nil && !r.Duplicate
+		return err
+	})
+	return queued, err
+}
+
+func validateNew(m *Message, dir string) error {
+	switch {
+	case m == nil:
+		return Errorf(ErrInvalid, "no message")
+	case m.Provider == "":
+		return Errorf(ErrInvalid, "provider is required")
+	case m.ExternalID == "":
+		return Errorf(ErrInvalid, "externalId is required")
+	case m.Type == "":
+		return Errorf(ErrInvalid, "type is required")
+	}
+	m.Direction = dir
+	if m.Type == TypeReaction || m.Type == TypeDelete {
+		if m.Target == "" {
+			return Errorf(ErrInvalid, "%s needs the message it applies to", m.Type)
+		}
+		return nil
+	}
+	m.From, m.To = NormalizeNumber(m.From), NormalizeNumber(m.To)
+	if m.From == "" {
+		return Errorf(ErrInvalid, "from is required")
+	}
+	if m.To == "" {
+		return Errorf(ErrInvalid, "to is required")
+	}
+	return nil
+}
+
+// numbers returns (business, customer) for a message.
+func numbers(m *Message) (string, string) {
+	if m.Direction == Inbound {
+		return m.To, m.From
+	}
+	return m.From, m.To
+}
+
+func (t *Tx) queueOutbound(m *Message, opts QueueOptions) (Result, error) {
+	if id := t.tx.Bucket(bucketExt).Get(extKey(m.Provider, m.ExternalID)); id != nil {
+		prev, err := t.getMessage(string(id))
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{MessageID: prev.ID, ConversationID: prev.ConversationID, ExternalID: prev.ExternalID,
+			Status: prev.Status, Duplicate: true}, nil
+	}
+	if opts.Window > 0 && m.Type != TypeTemplate {
+		business, customer := numbers(m)
+		var last time.Time
+		if id := t.tx.Bucket(bucketConvKey).Get(convKey(business, customer)); id != nil {
+			c, err := t.getConversation(string(id))
+			if err != nil {
+				return Result{}, err
+			}
+			last = c.LastInboundAt
+		}
+		if last.IsZero() || t.now.Sub(last) > opts.Window {
+			return Result{}, Errorf(ErrInvalid, "customer %s is outside the %s customer-service window (last inbound message: %s); only templates may be sent",
+				customer, opts.Window, fmtTime(last))
+		}
+	}
+	due := t.now
+	m.Status = StatusQueued
+	if m.Outbound != nil && m.Outbound.SendAt.After(t.now) {
+		due = m.Outbound.SendAt
+		m.Status = StatusScheduled
+	}
+	m.Timeline = []Event{{Status: m.Status, At: t.now}}
+	r, err := t.insert(m)
+	if err != nil || r.Duplicate {
+		return r, err
+	}
+	if err := t.enqueueOutbox(m.ID, due); err != nil {
+		return Result{}, err
+	}
+	return r, nil
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// insert stores a new message (or applies an action) unless its external id
+// is known. It is the single path every message takes into the store.
+func (t *Tx) insert(m *Message) (Result, error) {
+	ext := t.tx.Bucket(bucketExt)
+	key := extKey(m.Provider, m.ExternalID)
+	if id := ext.Get(key); id != nil {
+		if err := t.addCounter("dup:"+m.Provider, 1); err != nil {
+			return Result{}, err
+		}
+		r := Result{MessageID: string(id), ExternalID: m.ExternalID, Duplicate: true, Action: len(id) == 0}
+		if len(id) > 0 {
+			if prev, err := t.getMessage(string(id)); err == nil {
+				r.ConversationID, r.Status = prev.ConversationID, prev.Status
+			}
+		}
+		return r, nil
+	}
+	if m.Type == TypeReaction || m.Type == TypeDelete {
+		return t.insertAction(m)
+	}
+
+	business, customer := numbers(m)
+	c, err := t.conversationFor(business, customer)
+	if err != nil {
+		return Result{}, err
+	}
+	m.ID = t.s.NewID()
+	m.ConversationID = c.ID
+	m.CreatedAt = t.now
+	if m.Status == "" {
+		m.Status = StatusReceived
+	}
+	if !m.ReceivedAt.IsZero() {
+		m.ReceivedAt = m.ReceivedAt.UTC()
+	}
+	if m.ReplyTo != nil && m.ReplyTo.ExternalID != "" {
+		m.ReplyTo.ID = ""
+		if id := ext.Get(extKey(m.Provider, m.ReplyTo.ExternalID)); len(id) > 0 {
+			m.ReplyTo.ID = string(id)
+		} else if err := t.park(m.Provider, m.ReplyTo.ExternalID, Pending{Kind: pendingReply, MessageID: m.ID}); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := t.createMedia(m); err != nil {
+		return Result{}, err
+	}
+	if err := ext.Put(key, []byte(m.ID)); err != nil {
+		return Result{}, err
+	}
+	for _, a := range m.Aliases {
+		if err := ext.Put(extKey(m.Provider, a), []byte(m.ID)); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := t.tx.Bucket(bucketConvMsgs).Put([]byte(c.ID+m.ID), nil); err != nil {
+		return Result{}, err
+	}
+	if err := t.putMessage(m); err != nil {
+		return Result{}, err
+	}
+	if err := t.touchConversation(c, m); err != nil {
+		return Result{}, err
+	}
+	day := "in:"
+	if m.Direction == Outbound {
+		day = "out:"
+	}
+	if err := t.addCounter(day+t.now.UTC().Format("2006-01-02"), 1); err != nil {
+		return Result{}, err
+	}
+	if err := t.addCounter(counterMessages, 1); err != nil {
+		return Result{}, err
+	}
+	t.Notify(Change{Kind: "message", ConversationID: c.ID, MessageID: m.ID})
+	if m.Direction == Outbound {
+		t.Notify(Change{Kind: "outbox", ConversationID: c.ID, MessageID: m.ID})
+	}
+	// Whatever waited for this message can now be applied.
+	if err := t.resolvePending(m.Provider, m.ExternalID, m.ID); err != nil {
+		return Result{}, err
+	}
+	for _, a := range m.Aliases {
+		if err := t.resolvePending(m.Provider, a, m.ID); err != nil {
+			return Result{}, err
+		}
+	}
+	return Result{MessageID: m.ID, ConversationID: c.ID, ExternalID: m.ExternalID, Status: m.Status}, nil
+}
+
+// insertAction records a reaction or deletion under its own external id
+// (so a resend is a duplicate) and applies it to its target, or parks it.
+func (t *Tx) insertAction(m *Message) (Result, error) {
+	if err := t.tx.Bucket(bucketExt).Put(extKey(m.Provider, m.ExternalID), nil); err != nil {
+		return Result{}, err
+	}
+	at := m.ReceivedAt
+	if at.IsZero() {
+		at = t.now
+	}
+	p := Pending{At: at.UTC()}
+	if m.Type == TypeReaction {
+		p.Kind = pendingReaction
+		p.Reaction = &Reaction{Emoji: m.ReactionEmoji, From: NormalizeNumber(m.From), ExternalID: m.ExternalID, At: at.UTC()}
+		p.Removed = m.ReactionRemoved
+	} else {
+		p.Kind = pendingDelete
+	}
+	if id := t.tx.Bucket(bucketExt).Get(extKey(m.Provider, m.Target)); len(id) > 0 {
+		target, err := t.getMessage(string(id))
+		if err != nil {
+			return Result{}, err
+		}
+		if err := t.applyPending(target, p); err != nil {
+			return Result{}, err
+		}
+		return Result{MessageID: target.ID, ConversationID: target.ConversationID, ExternalID: m.ExternalID, Action: true}, nil
+	}
+	if err := t.park(m.Provider, m.Target, p); err != nil {
+		return Result{}, err
+	}
+	return Result{ExternalID: m.ExternalID, Action: true}, nil
+}
+
+func (t *Tx) getMessage(id string) (*Message, error) {
+	v := t.tx.Bucket(bucketMessages).Get([]byte(id))
+	if v == nil {
+		return nil, Errorf(ErrNotFound, "message %s not found", id)
+	}
+	var m Message
+	if err := decode(v, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func (t *Tx) putMessage(m *Message) error {
+	v, err := encode(m)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketMessages).Put([]byte(m.ID), v)
+}
+
+// ---- things waiting for a message ----
+
+const (
+	pendingReply    = "reply"
+	pendingReport   = "report"
+	pendingReaction = "reaction"
+	pendingDelete   = "delete"
+)
+
+// Pending is something that names a message not yet in the store.
+type Pending struct {
+	Kind      string    `json:"kind"`
+	MessageID string    `json:"messageId,omitempty"` // reply: the message quoting
+	Report    *Report   `json:"report,omitempty"`
+	Reaction  *Reaction `json:"reaction,omitempty"`
+	Removed   bool      `json:"removed,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+func (t *Tx) park(provider, externalID string, p Pending) error {
+	v, err := encode(p)
+	if err != nil {
+		return err
+	}
+	k := append(extKey(provider, externalID), 0)
+	k = append(k, t.s.NewID()...)
+	return t.tx.Bucket(bucketPending).Put(k, v)
+}
+
+// resolvePending applies and removes everything parked under an external id.
+func (t *Tx) resolvePending(provider, externalID, msgID string) error {
+	prefix := append(extKey(provider, externalID), 0)
+	b := t.tx.Bucket(bucketPending)
+	var keys [][]byte
+	var items []Pending
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+		var p Pending
+		if err := decode(v, &p); err != nil {
+			return err
+		}
+		keys = append(keys, append([]byte(nil), k...))
+		items = append(items, p)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	for _, p := range items {
+		if p.Kind == pendingReply {
+			w, err := t.getMessage(p.MessageID)
+			if err != nil {
+				continue // the quoting message was erased meanwhile
+			}
+			if w.ReplyTo != nil {
+				w.ReplyTo.ID = msgID
+				if err := t.putMessage(w); err != nil {
+					return err
+				}
+				t.Notify(Change{Kind: "message", ConversationID: w.ConversationID, MessageID: w.ID})
+			}
+			continue
+		}
+		m, err := t.getMessage(msgID)
+		if err != nil {
+			return err
+		}
+		if err := t.applyPending(m, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasPrefix(k, p []byte) bool { return len(k) >= len(p) && string(k[:len(p)]) == string(p) }
+
+func (t *Tx) applyPending(m *Message, p Pending) error {
+	switch p.Kind {
+	case pendingReport:
+		return t.applyEvent(m, p.Report.Event())
+	case pendingReaction:
+		r := *p.Reaction
+		out := m.Reactions[:0:0]
+		for _, x := range m.Reactions {
+			if x.From != r.From {
+				out = append(out, x)
+			}
+		}
+		if !p.Removed && r.Emoji != "" {
+			out = append(out, r)
+		}
+		m.Reactions = out
+		t.Notify(Change{Kind: "message", ConversationID: m.ConversationID, MessageID: m.ID})
+		return t.putMessage(m)
+	case pendingDelete:
+		return t.tombstone(m)
+	}
+	return Errorf(ErrInternal, "unknown pending kind %q", p.Kind)
+}
+
+// tombstone erases a message's content and media bytes and keeps its place.
+func (t *Tx) tombstone(m *Message) error {
+	if m.Deleted {
+		return nil
+	}
+	wasFailed := m.Direction == Outbound && m.Status == StatusFailed
+	if m.Media != nil && m.Media.ID != "" {
+		if err := t.releaseMedia(m.Media.ID); err != nil {
+			return err
+		}
+	}
+	m.Text, m.Caption = "", ""
+	m.Location, m.Contacts, m.Interactive, m.Order, m.Raw = nil, nil, nil, nil, nil
+	m.Deleted = true
+	m.Status = StatusDeleted
+	if err := t.putMessage(m); err != nil {
+		return err
+	}
+	c, err := t.getConversation(m.ConversationID)
+	if err != nil {
+		return err
+	}
+	if wasFailed {
+		c.FailedCount--
+		if err := t.addCounter(counterFailedSends, -1); err != nil {
+			return err
+		}
+	}
+	if c.LastMessageID == m.ID {
+		c.LastPreview = Preview(m)
+	}
+	if err := t.putConversation(c, c.LastActivity, true); err != nil {
+		return err
+	}
+	t.Notify(Change{Kind: "message", ConversationID: m.ConversationID, MessageID: m.ID})
+	return nil
+}
+
+// ---- status timelines ----
+
+var statusRank = map[string]int{
+	StatusScheduled: 0, StatusQueued: 1, StatusSent: 2, StatusDelivered: 3, StatusSeen: 4,
+}
+
+// statusOf derives an outbound message's status from its whole timeline, so
+// the order reports arrive in cannot matter: the furthest point reached
+// along queued → sent → delivered → seen, or failed if a failure was
+// reported and the message was never delivered.
+func statusOf(m *Message) string {
+	if m.Deleted {
+		return StatusDeleted
+	}
+	best, failed := -1, false
+	for _, e := range m.Timeline {
+		if e.Status == StatusFailed {
+			failed = true
+		} else if r, ok := statusRank[e.Status]; ok && r > best {
+			best = r
+		}
+	}
+	if failed && best < statusRank[StatusDelivered] {
+		return StatusFailed
+	}
+	for s, r := range statusRank {
+		if r == best {
+			return s
+		}
+	}
+	return StatusQueued
+}
+
+// applyEvent adds e to m's timeline (once), keeps the timeline ordered by
+// the events' own times and recomputes the status.
+func (t *Tx) applyEvent(m *Message, e Event) error {
+	e.At = e.At.UTC()
+	for _, x := range m.Timeline {
+		if x.Status == e.Status && x.At.Equal(e.At) && x.GroupName == e.GroupName &&
+			x.Name == e.Name && x.Description == e.Description && x.Reason == e.Reason {
+			return nil // the same report again
+		}
+	}
+	i := sort.Search(len(m.Timeline), func(i int) bool { return m.Timeline[i].At.After(e.At) })
+	m.Timeline = append(m.Timeline, Event{})
+	copy(m.Timeline[i+1:], m.Timeline[i:])
+	m.Timeline[i] = e
+	if m.Direction != Outbound {
+		return t.putMessage(m)
+	}
+	old := m.Status
+	m.Status = statusOf(m)
+	if e.Status == StatusFailed && e.Reason != "" && m.Status == StatusFailed {
+		m.Error = e.Reason
+	}
+	if err := t.putMessage(m); err != nil {
+		return err
+	}
+	if (old == StatusFailed) != (m.Status == StatusFailed) {
+		delta := 1
+		if old == StatusFailed {
+			delta = -1
+		}
+		c, err := t.getConversation(m.ConversationID)
+		if err != nil {
+			return err
+		}
+		c.FailedCount += delta
+		if err := t.putConversation(c, c.LastActivity, true); err != nil {
+			return err
+		}
+		if err := t.addCounter(counterFailedSends, int64(delta)); err != nil {
+			return err
+		}
+	}
+	t.Notify(Change{Kind: "status", ConversationID: m.ConversationID, MessageID: m.ID})
+	return nil
+}
+
+// ReportResult says what became of one report.
+type ReportResult struct {
+	MessageID string // empty when parked
+	Parked    bool
+}
+
+// ApplyReports records delivery and seen reports in one transaction. A
+// report for a message not yet stored is parked and applied when it comes.
+func (s *Store) ApplyReports(ctx context.Context, reps []Report) ([]ReportResult, error) {
+	for i, r := range reps {
+		if r.Provider == "" || r.ExternalID == "" {
+			return nil, Errorf(ErrInvalid, "report %d: provider and externalId are required", i)
+		}
+		if r.Status == "" {
+			return nil, Errorf(ErrInvalid, "report %d: status is required", i)
+		}
+	}
+	var out []ReportResult
+	err := s.Update(ctx, func(t *Tx) error {
+		out = make([]ReportResult, len(reps))
+		for i, r := range reps {
+			if r.At.IsZero() {
+				r.At = t.now
+			}
+			id := t.tx.Bucket(bucketExt).Get(extKey(r.Provider, r.ExternalID))
+			if len(id) == 0 {
+				rc := r
+				if err := t.park(r.Provider, r.ExternalID, Pending{Kind: pendingReport, Report: &rc, At: t.now}); err != nil {
+					return err
+				}
+				out[i] = ReportResult{Parked: true}
+				continue
+			}
+			m, err := t.getMessage(string(id))
+			if err != nil {
+				return err
+			}
+			if err := t.applyEvent(m, r.Event()); err != nil {
+				return err
+			}
+			out[i] = ReportResult{MessageID: m.ID}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AddEvent appends an event to a message's timeline (the dispatcher's
+// sent/failed events).
+func (s *Store) AddEvent(ctx context.Context, msgID string, e Event) error {
+	return s.Update(ctx, func(t *Tx) error {
+		m, err := t.getMessage(msgID)
+		if err != nil {
+			return err
+		}
+		return t.applyEvent(m, e)
+	})
+}
+
+// AddAlias registers another external id for a message (the provider's own
+// message id), and applies whatever was parked under it.
+func (t *Tx) AddAlias(msgID, provider, alias string) error {
+	if alias == "" {
+		return nil
+	}
+	ext := t.tx.Bucket(bucketExt)
+	if id := ext.Get(extKey(provider, alias)); id != nil {
+		return nil
+	}
+	m, err := t.getMessage(msgID)
+	if err != nil {
+		return err
+	}
+	if alias == m.ExternalID {
+		return nil
+	}
+	m.Aliases = append(m.Aliases, alias)
+	if err := t.putMessage(m); err != nil {
+		return err
+	}
+	if err := ext.Put(extKey(provider, alias), []byte(msgID)); err != nil {
+		return err
+	}
+	return t.resolvePending(provider, alias, msgID)
+}
+
+// ApplyEvent is applyEvent for callers in other files of this package and
+// the dispatcher, inside their own Update.
+func (t *Tx) ApplyEvent(msgID string, e Event) error {
+	m, err := t.getMessage(msgID)
+	if err != nil {
+		return err
+	}
+	return t.applyEvent(m, e)
+}

@@ -1,0 +1,262 @@
+package store
+
+import (
+	"encoding/hex"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// readTx wraps a read-only bbolt transaction with the store's decoders.
+type readTx struct{ tx *bolt.Tx }
+
+func (r readTx) message(id string) (*Message, error) {
+	v := r.tx.Bucket(bucketMessages).Get([]byte(id))
+	if v == nil {
+		return nil, Errorf(ErrNotFound, "message %s not found", id)
+	}
+	var m Message
+	if err := decode(v, &m); err != nil {
+		return nil, err
+	}
+	r.joinMedia(&m)
+	return &m, nil
+}
+
+// joinMedia replaces the message's media reference with the current record,
+// as agents see it.
+func (r readTx) joinMedia(m *Message) {
+	if m.Media == nil || m.Media.ID == "" {
+		return
+	}
+	v := r.tx.Bucket(bucketMedia).Get([]byte(m.Media.ID))
+	if v == nil {
+		return
+	}
+	var md Media
+	if decode(v, &md) != nil {
+		return
+	}
+	m.Media = AgentMedia(&md)
+}
+
+// AgentMedia is the part of a media record the agents' JSON shows.
+func AgentMedia(md *Media) *Media {
+	out := &Media{
+		ID: md.ID, SourceURL: md.SourceURL, ContentType: md.ContentType, SniffedType: md.SniffedType,
+		FileName: md.FileName, Size: md.Size, SHA256: md.SHA256, State: md.State, Error: md.Error,
+	}
+	if md.State != MediaDeleted {
+		out.URL = "/media/" + md.ID
+	}
+	return out
+}
+
+func (r readTx) conversation(id string) (*Conversation, error) {
+	v := r.tx.Bucket(bucketConvs).Get([]byte(id))
+	if v == nil {
+		return nil, Errorf(ErrNotFound, "conversation %s not found", id)
+	}
+	var c Conversation
+	if err := decode(v, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Message returns one message, media joined.
+func (s *Store) Message(id string) (*Message, error) {
+	var m *Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		m, err = readTx{tx}.message(id)
+		return err
+	})
+	return m, err
+}
+
+// MessagesByExternalID finds messages by any provider's external id or alias.
+func (s *Store) MessagesByExternalID(externalID string) ([]*Message, error) {
+	var out []*Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		seen := map[string]bool{}
+		for _, p := range []string{ProviderInfobip, ProviderCM} {
+			id := tx.Bucket(bucketExt).Get(extKey(p, externalID))
+			if len(id) == 0 || seen[string(id)] {
+				continue
+			}
+			seen[string(id)] = true
+			m, err := readTx{tx}.message(string(id))
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Conversation returns one conversation.
+func (s *Store) Conversation(id string) (*Conversation, error) {
+	var c *Conversation
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		c, err = readTx{tx}.conversation(id)
+		return err
+	})
+	return c, err
+}
+
+// ConversationByNumbers finds the conversation of a business and customer
+// number (any format).
+func (s *Store) ConversationByNumbers(business, customer string) (*Conversation, error) {
+	var c *Conversation
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketConvKey).Get(convKey(NormalizeNumber(business), NormalizeNumber(customer)))
+		if id == nil {
+			return Errorf(ErrNotFound, "no conversation between %s and %s", business, customer)
+		}
+		var err error
+		c, err = readTx{tx}.conversation(string(id))
+		return err
+	})
+	return c, err
+}
+
+// ListConversations pages conversations, most recent activity first. q
+// matches a number (any format, partial digits) or a piece of a name.
+// cursor is the previous page's next; next is empty on the last page.
+func (s *Store) ListConversations(q string, limit int, cursor string) (convs []*Conversation, next string, err error) {
+	if limit <= 0 || limit > 500 {
+		return nil, "", Errorf(ErrInvalid, "limit must be between 1 and 500")
+	}
+	var start []byte
+	if cursor != "" {
+		start, err = hex.DecodeString(cursor)
+		if err != nil || len(start) < 9 {
+			return nil, "", Errorf(ErrInvalid, "cursor %q is not one this server issued", cursor)
+		}
+	}
+	digits, lower := parseQuery(q)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketConvActivity).Cursor()
+		var k, v []byte
+		if start == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Seek(start)
+			if k == nil {
+				k, v = c.Last()
+			}
+			// The cursor names the last entry already returned.
+			for k != nil && string(k) >= string(start) {
+				k, v = c.Prev()
+			}
+		}
+		for ; k != nil; k, v = c.Prev() {
+			if (digits != "" || lower != "") && !matchQuery(v, digits, lower) {
+				continue
+			}
+			if len(convs) == limit {
+				next = hex.EncodeToString(convs[len(convs)-1].activityKey())
+				return nil
+			}
+			cv, err := readTx{tx}.conversation(string(k[8:]))
+			if err != nil {
+				return err
+			}
+			convs = append(convs, cv)
+		}
+		return nil
+	})
+	return convs, next, err
+}
+
+func (c *Conversation) activityKey() []byte { return timeKey(c.LastActivity, c.ID) }
+
+// ConversationMessages pages a conversation's messages: the newest limit
+// messages older than before (all if before is empty), oldest first. next
+// is the before for the page of older messages, empty when there are none.
+func (s *Store) ConversationMessages(convID string, limit int, before string) (msgs []*Message, next string, err error) {
+	if limit <= 0 || limit > 1000 {
+		return nil, "", Errorf(ErrInvalid, "limit must be between 1 and 1000")
+	}
+	if len(convID) != 26 || strings.ContainsAny(convID, "/\x00") {
+		return nil, "", Errorf(ErrNotFound, "conversation %q not found", convID)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		r := readTx{tx}
+		if _, err := r.conversation(convID); err != nil {
+			return err
+		}
+		prefix := []byte(convID)
+		c := tx.Bucket(bucketConvMsgs).Cursor()
+		var k []byte
+		if before == "" {
+			// Seek past the whole prefix, then step back.
+			k, _ = c.Seek(append(append([]byte(nil), prefix...), 0xff))
+			if k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		} else {
+			k, _ = c.Seek([]byte(convID + before))
+			if k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		}
+		for ; k != nil && hasPrefix(k, prefix); k, _ = c.Prev() {
+			if len(msgs) == limit {
+				next = msgs[len(msgs)-1].ID
+				break
+			}
+			m, err := r.message(string(k[len(prefix):]))
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+		return nil
+	})
+	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+		msgs[i], msgs[j] = msgs[j], msgs[i]
+	}
+	return msgs, next, err
+}
+
+// Stats is the overview the status page shows.
+type Stats struct {
+	Conversations uint64
+	Messages      uint64
+	InToday       uint64
+	OutToday      uint64
+	OutboxDepth   int
+	FailedSends   uint64
+	MediaPending  int
+	MediaFailed   int
+	FileSize      int64
+}
+
+// Stats reads the overview counters.
+func (s *Store) Stats() (Stats, error) {
+	var st Stats
+	day := s.now().UTC().Format("2006-01-02")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		cb := tx.Bucket(bucketCounters)
+		st.Conversations = u64(cb.Get([]byte(counterConversations)))
+		st.Messages = u64(cb.Get([]byte(counterMessages)))
+		st.InToday = u64(cb.Get([]byte("in:" + day)))
+		st.OutToday = u64(cb.Get([]byte("out:" + day)))
+		st.FailedSends = u64(cb.Get([]byte(counterFailedSends)))
+		st.MediaFailed = int(u64(cb.Get([]byte("media_failed"))))
+		st.OutboxDepth = tx.Bucket(bucketOutbox).Stats().KeyN
+		st.MediaPending = tx.Bucket(bucketMediaQueue).Stats().KeyN
+		st.FileSize = tx.Size()
+		return nil
+	})
+	return st, err
+}
