@@ -4,12 +4,23 @@ import (
 	"context"
 
 	"github.com/gorilla/mux"
+
+	"imchannel/webhook"
 )
 
 // registerComponents mounts each component's routes. Each component gets
 // exactly what it uses; they never import each other.
 func (a *app) registerComponents(r *mux.Router) {
-	// webhook (inbound), outbound (send API), media, web (agents) register here.
+	webhook.New(webhook.Deps{
+		Store:            a.store,
+		Log:              a.log,
+		Metrics:          a.metrics,
+		Creds:            a.inboundCreds(),
+		BodyLimit:        a.cfg.Limits.BodyBytes,
+		WelcomeText:      a.cfg.Welcome.Text,
+		OutboundProvider: a.cfg.Provider.Kind,
+	}).Register(r)
+	// outbound (send API), media, web (agents) register here.
 }
 
 // workers are the background loops serve runs until shutdown.
