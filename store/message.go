@@ -224,6 +224,9 @@ func (t *Tx) insert(m *Message) (Result, error) {
 		m.ReceivedAt = m.ReceivedAt.UTC()
 	}
 	if m.ReplyTo != nil && m.ReplyTo.ExternalID != "" {
+		// Copy: the caller's message must not change if this write is retried.
+		rt := *m.ReplyTo
+		m.ReplyTo = &rt
 		m.ReplyTo.ID = ""
 		if id := ext.Get(extKey(m.Provider, m.ReplyTo.ExternalID)); len(id) > 0 {
 			m.ReplyTo.ID = string(id)
