@@ -40,9 +40,11 @@
 //	media_token/
 //	  token          → mediaID         public capability URLs for hosted media
 //	blobs/
-//	  sha256(32 bytes) → Blob JSON     size, chunk count, reference count
+//	  sha256(32 bytes) → Blob JSON     size, chunk count, chunk size, reference
+//	                                   count (= cached media naming it), type
 //	chunks/
-//	  sha256(32)+uint32(index) → ≤256 KiB of bytes
+//	  sha256(32)+uint32(index) → 256 KiB of bytes (the last chunk shorter);
+//	                                   chunk i holds bytes [i*256Ki, (i+1)*256Ki)
 //	tokens/
 //	  sha256(token)  → expiry t8       bearer tokens issued by tokenByAkSk
 //	audit/

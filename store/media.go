@@ -1,6 +1,19 @@
 package store
 
-import bolt "go.etcd.io/bbolt"
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+const counterMediaFailed = "media_failed"
 
 // createMedia turns a message's Media (source URL, type, file name) into a
 // media record and queues its fetch. The message keeps only the id.
@@ -52,6 +65,17 @@ func (t *Tx) getMedia(id string) (*Media, error) {
 	return &md, nil
 }
 
+// dequeueMedia removes a media record from the fetch queue.
+func (t *Tx) dequeueMedia(md *Media) error {
+	if !md.NextAt.IsZero() || md.State == MediaPending {
+		if err := t.tx.Bucket(bucketMediaQueue).Delete(timeKey(md.NextAt, md.ID)); err != nil {
+			return err
+		}
+	}
+	md.NextAt = timeZero
+	return nil
+}
+
 // releaseMedia drops a media record's bytes (once nothing else references
 // them) and marks it deleted.
 func (t *Tx) releaseMedia(id string) error {
@@ -59,21 +83,304 @@ func (t *Tx) releaseMedia(id string) error {
 	if err != nil {
 		return nil // already gone
 	}
-	if md.State == MediaPending || !md.NextAt.IsZero() {
-		_ = t.tx.Bucket(bucketMediaQueue).Delete(timeKey(md.NextAt, md.ID))
+	if md.State == MediaDeleted {
+		return nil
 	}
-	// Blob reference counting lives with the blob code (media fetcher).
+	if err := t.dequeueMedia(md); err != nil {
+		return err
+	}
+	if md.State == MediaCached {
+		if err := t.releaseBlob(md.SHA256); err != nil {
+			return err
+		}
+	}
 	md.State = MediaDeleted
-	md.NextAt = timeZero
+	t.Notify(Change{Kind: "media", MessageID: md.MessageID})
 	return t.putMedia(md)
+}
+
+// ---- reading ----
+
+// Media returns one media record (all fields, bookkeeping included).
+func (s *Store) Media(id string) (*Media, error) {
+	var md *Media
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		md, err = (&Tx{tx: tx, s: s}).getMedia(id)
+		return err
+	})
+	return md, err
+}
+
+// MediaByToken returns the hosted media published under a capability token.
+func (s *Store) MediaByToken(token string) (*Media, error) {
+	var md *Media
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketMediaToken).Get([]byte(token))
+		if id == nil || token == "" {
+			return Errorf(ErrNotFound, "no media under this token")
+		}
+		var err error
+		md, err = (&Tx{tx: tx, s: s}).getMedia(string(id))
+		return err
+	})
+	return md, err
+}
+
+// DueMedia lists up to limit pending media whose next fetch is at or before
+// now, oldest first.
+func (s *Store) DueMedia(now time.Time, limit int) ([]*Media, error) {
+	var out []*Media
+	end := t8(now)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		t := &Tx{tx: tx, s: s}
+		c := tx.Bucket(bucketMediaQueue).Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			if len(k) < 9 || string(k[:8]) > string(end) {
+				break
+			}
+			md, err := t.getMedia(string(k[8:]))
+			if err != nil {
+				continue // check reports it
+			}
+			out = append(out, md)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// NextMediaDue is when the earliest queued fetch is due (ok false: none).
+func (s *Store) NextMediaDue() (at time.Time, ok bool) {
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketMediaQueue).Cursor().First()
+		if len(k) >= 8 {
+			at, ok = time.Unix(0, int64(u64(k[:8]))), true
+		}
+		return nil
+	})
+	return at, ok
+}
+
+// ---- writing ----
+
+// NewMediaToken returns 32 random bytes, base64url: an unguessable
+// capability for a public media URL.
+func NewMediaToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// PutHostedMedia stores bytes we publish for a provider to fetch (outbound
+// template headers): a cached media record with a random token, served at
+// /media/public/{token}.
+func (s *Store) PutHostedMedia(ctx context.Context, data []byte, contentType, fileName string) (*Media, error) {
+	if len(data) == 0 {
+		return nil, Errorf(ErrInvalid, "media is empty")
+	}
+	src := BytesSource(data)
+	ct, sniffed := ReconcileType(contentType, http.DetectContentType(data[:min(len(data), 512)]))
+	md := &Media{
+		ID:          s.NewID(),
+		ContentType: ct,
+		SniffedType: sniffed,
+		FileName:    fileName,
+		Size:        src.Size,
+		SHA256:      hex.EncodeToString(src.SHA256[:]),
+		State:       MediaCached,
+		Token:       NewMediaToken(),
+	}
+	err := s.Update(ctx, func(t *Tx) error {
+		md.CreatedAt = t.now
+		if err := t.writeBlob(src, ct); err != nil {
+			return err
+		}
+		if err := t.tx.Bucket(bucketMediaToken).Put([]byte(md.Token), []byte(md.ID)); err != nil {
+			return err
+		}
+		t.Notify(Change{Kind: "media"})
+		return t.putMedia(md)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return md, nil
+}
+
+// ReconcileType picks the content type to serve: the declared one, or the
+// sniffed one when none was declared. sniffed comes back non-empty only when
+// it disagrees with the declared type (both are kept). "Unknown" sniffs
+// (application/octet-stream) never count as disagreeing.
+func ReconcileType(declared, sniffed string) (contentType, disagreeing string) {
+	declared = strings.TrimSpace(declared)
+	if declared == "" {
+		return sniffed, ""
+	}
+	if baseType(sniffed) == "application/octet-stream" || baseType(sniffed) == baseType(declared) {
+		return declared, ""
+	}
+	return declared, sniffed
+}
+
+func baseType(ct string) string {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(ct))
+	}
+	return mt
+}
+
+// pendingMedia loads a media record the fetcher is working on; ok is false
+// when it is no longer pending (deleted meanwhile), and then nothing changes.
+func (t *Tx) pendingMedia(id string) (*Media, bool, error) {
+	md, err := t.getMedia(id)
+	if err != nil {
+		return nil, false, err
+	}
+	return md, md.State == MediaPending, nil
+}
+
+// MarkMediaFetched stores fetched bytes and marks the media cached.
+// contentType is the response's; sniffed is http.DetectContentType's.
+func (s *Store) MarkMediaFetched(ctx context.Context, id string, src BlobSource, contentType, sniffed string) (*Media, error) {
+	var out *Media
+	ct, disagree := ReconcileType(contentType, sniffed)
+	err := s.Update(ctx, func(t *Tx) error {
+		md, ok, err := t.pendingMedia(id)
+		if err != nil || !ok {
+			out = md
+			return err
+		}
+		if err := t.dequeueMedia(md); err != nil {
+			return err
+		}
+		if err := t.writeBlob(src, ct); err != nil {
+			return err
+		}
+		md.State = MediaCached
+		md.ContentType, md.SniffedType = ct, disagree
+		md.Size = src.Size
+		md.SHA256 = hex.EncodeToString(src.SHA256[:])
+		md.Error = ""
+		md.Attempts++
+		if md.FirstTry.IsZero() {
+			md.FirstTry = t.now
+		}
+		t.Notify(Change{Kind: "media", MessageID: md.MessageID})
+		out = md
+		return t.putMedia(md)
+	})
+	return out, err
+}
+
+// MarkMediaRetry records a failed attempt and requeues the fetch at next.
+func (s *Store) MarkMediaRetry(ctx context.Context, id string, next time.Time, reason string) error {
+	return s.Update(ctx, func(t *Tx) error {
+		md, ok, err := t.pendingMedia(id)
+		if err != nil || !ok {
+			return err
+		}
+		if err := t.dequeueMedia(md); err != nil {
+			return err
+		}
+		md.Attempts++
+		if md.FirstTry.IsZero() {
+			md.FirstTry = t.now
+		}
+		md.Error = reason
+		md.NextAt = next
+		if err := t.tx.Bucket(bucketMediaQueue).Put(timeKey(md.NextAt, md.ID), nil); err != nil {
+			return err
+		}
+		return t.putMedia(md)
+	})
+}
+
+// MarkMediaFailed ends a fetch for good: state is MediaFailed or
+// MediaTooLarge, reason is kept, the source URL too.
+func (s *Store) MarkMediaFailed(ctx context.Context, id, state, reason string) error {
+	if state != MediaFailed && state != MediaTooLarge {
+		return Errorf(ErrInvalid, "media state %q is not a final failure", state)
+	}
+	return s.Update(ctx, func(t *Tx) error {
+		md, ok, err := t.pendingMedia(id)
+		if err != nil || !ok {
+			return err
+		}
+		if err := t.dequeueMedia(md); err != nil {
+			return err
+		}
+		md.Attempts++
+		if md.FirstTry.IsZero() {
+			md.FirstTry = t.now
+		}
+		md.State, md.Error = state, reason
+		if state == MediaFailed {
+			if err := t.addCounter(counterMediaFailed, 1); err != nil {
+				return err
+			}
+		}
+		t.Notify(Change{Kind: "media", MessageID: md.MessageID})
+		return t.putMedia(md)
+	})
+}
+
+// DeleteMedia releases a media record's bytes for good (DELETE /media/{id}).
+// A record already deleted is ErrNotFound.
+func (s *Store) DeleteMedia(ctx context.Context, id string) error {
+	return s.Update(ctx, func(t *Tx) error {
+		md, err := t.getMedia(id)
+		if err != nil {
+			return err
+		}
+		if md.State == MediaDeleted {
+			return Errorf(ErrNotFound, "media %s is already deleted", id)
+		}
+		return t.releaseMedia(id)
+	})
 }
 
 func checkMediaInvariants(tx *bolt.Tx, add addFunc) {
 	media := tx.Bucket(bucketMedia)
-	_ = tx.Bucket(bucketMediaQueue).ForEach(func(k, _ []byte) error {
+	queue := tx.Bucket(bucketMediaQueue)
+	_ = queue.ForEach(func(k, _ []byte) error {
 		if len(k) < 9 || media.Get(k[8:]) == nil {
 			add("media_queue %x points at missing media", k)
 		}
 		return nil
 	})
+	refs := map[string]int{}
+	_ = media.ForEach(func(k, v []byte) error {
+		var md Media
+		if err := decode(v, &md); err != nil {
+			add("media %s: %v", k, err)
+			return nil
+		}
+		switch md.State {
+		case MediaCached:
+			refs[md.SHA256]++
+		case MediaPending:
+			if md.SourceURL != "" && queue.Get(timeKey(md.NextAt, md.ID)) == nil {
+				add("media %s: pending but not in media_queue", md.ID)
+			}
+		}
+		if md.Token != "" && string(tx.Bucket(bucketMediaToken).Get([]byte(md.Token))) != md.ID {
+			add("media %s: media_token entry missing", md.ID)
+		}
+		return nil
+	})
+	_ = tx.Bucket(bucketMediaToken).ForEach(func(k, v []byte) error {
+		mv := media.Get(v)
+		if mv == nil {
+			add("media_token points at missing media %s", v)
+			return nil
+		}
+		var md Media
+		if decode(mv, &md) == nil && md.Token != string(k) {
+			add("media_token entry for media %s does not match its token", v)
+		}
+		return nil
+	})
+	checkBlobInvariants(tx, refs, add)
 }
