@@ -6,7 +6,10 @@
 package webhook
 
 import (
+	"fmt"
 	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -48,4 +51,66 @@ func New(d Deps) *Handler {
 func (h *Handler) Register(r *mux.Router) {
 	h.registerInfobip(r)
 	h.registerCM(r)
+}
+
+// ---- helpers shared by the provider handlers ----
+
+// protect runs next only for requests carrying one of the [inbound]
+// credentials (open when none are configured, like httpx.RequireBasic) and
+// counts refusals under route.
+func (h *Handler) protect(route string, next http.Handler) http.Handler {
+	if len(h.d.Creds) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !httpx.BasicOK(r, h.d.Creds) {
+			h.reject(route, "unauthorized")
+			httpx.Unauthorized(w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fail answers err with its kind's status and counts the refusal.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, route string, err error) {
+	reason := "internal"
+	switch httpx.Status(err) {
+	case http.StatusBadRequest:
+		reason = "invalid"
+	case http.StatusRequestEntityTooLarge:
+		reason = "too_large"
+	case http.StatusUnauthorized:
+		reason = "unauthorized"
+	case http.StatusServiceUnavailable:
+		reason = "unavailable"
+	}
+	h.reject(route, reason)
+	httpx.WriteError(w, r, h.log, err)
+}
+
+func (h *Handler) reject(route, reason string) {
+	if h.d.Metrics != nil {
+		h.d.Metrics.Rejections.WithLabelValues(route, reason).Inc()
+	}
+}
+
+// writeAccepted is the answer to a post whose store write is durable.
+func writeAccepted(w http.ResponseWriter, accepted, duplicates int) {
+	httpx.WriteJSON(w, http.StatusOK, map[string]int{"accepted": accepted, "duplicates": duplicates})
+}
+
+// timeLayouts are the provider timestamp shapes accepted: Infobip's
+// 2019-07-19T11:21:27.861+0000 (not RFC 3339: no colon in the offset) and
+// RFC 3339 itself. Fractional seconds are optional in both when parsing.
+var timeLayouts = []string{"2006-01-02T15:04:05Z0700", time.RFC3339}
+
+// parseTime reads a provider timestamp into UTC.
+func parseTime(s string) (time.Time, error) {
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a timestamp like 2019-07-19T11:21:27.861+0000 or RFC 3339", s)
 }
