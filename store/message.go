@@ -283,7 +283,9 @@ func (t *Tx) insert(m *Message) (Result, error) {
 // insertAction records a reaction or deletion under its own external id
 // (so a resend is a duplicate) and applies it to its target, or parks it.
 func (t *Tx) insertAction(m *Message) (Result, error) {
-	if err := t.tx.Bucket(bucketExt).Put(extKey(m.Provider, m.ExternalID), nil); err != nil {
+	// A non-nil empty value: bbolt returns nil for a nil value put in the
+	// same transaction, which would hide this id from a writer in the batch.
+	if err := t.tx.Bucket(bucketExt).Put(extKey(m.Provider, m.ExternalID), []byte{}); err != nil {
 		return Result{}, err
 	}
 	at := m.ReceivedAt
