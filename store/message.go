@@ -532,6 +532,8 @@ func (t *Tx) applyEvent(m *Message, e Event) error {
 	m.Status = statusOf(m)
 	if e.Status == StatusFailed && e.Reason != "" && m.Status == StatusFailed {
 		m.Error = e.Reason
+	} else if old == StatusFailed && m.Status != StatusFailed {
+		m.Error = "" // a late delivery report: it did not fail after all
 	}
 	if err := t.putMessage(m); err != nil {
 		return err
