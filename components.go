@@ -5,6 +5,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"imchannel/media"
 	"imchannel/webhook"
 )
 
@@ -20,12 +21,14 @@ func (a *app) registerComponents(r *mux.Router) {
 		WelcomeText:      a.cfg.Welcome.Text,
 		OutboundProvider: a.cfg.Provider.Kind,
 	}).Register(r)
+	media.NewServer(a.store, a.log, a.agentCreds()).Register(r)
 	// outbound (send API), media, web (agents) register here.
 }
 
 // workers are the background loops serve runs until shutdown.
 func (a *app) workers() []func(context.Context) {
 	var ws []func(context.Context)
+	ws = append(ws, media.NewFetcher(a.store, a.log, a.metrics, media.FromConfig(a.cfg)).Run)
 	// media fetcher, outbox dispatcher, retention, scheduled backups.
 	return ws
 }

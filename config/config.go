@@ -122,6 +122,7 @@ type Media struct {
 	ConnectTimeout    Duration `toml:"connect_timeout"`
 	FetchTimeout      Duration `toml:"fetch_timeout"`
 	RetryFor          Duration `toml:"retry_for"` // give up retrying after this long
+	MinBackoff        Duration `toml:"min_backoff"`
 	MaxBackoff        Duration `toml:"max_backoff"`
 	DeleteAtProvider  bool     `toml:"delete_at_provider"`
 }
@@ -180,6 +181,7 @@ func Default() Config {
 			ConnectTimeout: Duration{10 * time.Second},
 			FetchTimeout:   Duration{2 * time.Minute},
 			RetryFor:       Duration{24 * time.Hour},
+			MinBackoff:     Duration{5 * time.Second},
 			MaxBackoff:     Duration{10 * time.Minute},
 		},
 		Backup: Backup{Interval: Duration{24 * time.Hour}, Keep: 7},

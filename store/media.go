@@ -150,6 +150,28 @@ func (s *Store) DueMedia(now time.Time, limit int) ([]*Media, error) {
 	return out, err
 }
 
+// QueuedMedia is one entry of the fetch queue.
+type QueuedMedia struct {
+	ID string
+	At time.Time
+}
+
+// MediaQueue lists the first limit entries of the fetch queue, earliest
+// first, due or not.
+func (s *Store) MediaQueue(limit int) ([]QueuedMedia, error) {
+	var out []QueuedMedia
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMediaQueue).Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			if len(k) > 8 {
+				out = append(out, QueuedMedia{ID: string(k[8:]), At: time.Unix(0, int64(u64(k[:8])))})
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // NextMediaDue is when the earliest queued fetch is due (ok false: none).
 func (s *Store) NextMediaDue() (at time.Time, ok bool) {
 	_ = s.db.View(func(tx *bolt.Tx) error {

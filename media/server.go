@@ -1,0 +1,131 @@
+package media
+
+import (
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"imchannel/httpx"
+	"imchannel/store"
+)
+
+// Server serves cached bytes: to agents at /media/{id}, and hosted media to
+// providers at /media/public/{token}.
+type Server struct {
+	st    *store.Store
+	log   *slog.Logger
+	creds []httpx.Credential
+}
+
+// NewServer builds the media routes; creds are the agents' logins.
+func NewServer(st *store.Store, log *slog.Logger, creds []httpx.Credential) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{st: st, log: log.With("component", "media"), creds: creds}
+}
+
+// Register mounts the routes.
+func (s *Server) Register(r *mux.Router) {
+	r.HandleFunc("/media/public/{token}", s.servePublic).Methods(http.MethodGet, http.MethodHead)
+	agents := func(h http.HandlerFunc) http.Handler { return httpx.RequireBasic(s.creds, h) }
+	r.Handle("/media/{id}", agents(s.serveAgent)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/media/{id}", agents(s.deleteAgent)).Methods(http.MethodDelete)
+}
+
+func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
+	md, err := s.st.Media(mux.Vars(r)["id"])
+	if err != nil {
+		httpx.WriteError(w, r, s.log, err)
+		return
+	}
+	s.serve(w, r, md)
+}
+
+func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {
+	md, err := s.st.MediaByToken(mux.Vars(r)["token"])
+	if err != nil {
+		httpx.WriteError(w, r, s.log, err)
+		return
+	}
+	s.serve(w, r, md)
+}
+
+func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) {
+	if err := s.st.DeleteMedia(r.Context(), mux.Vars(r)["id"]); err != nil {
+		httpx.WriteError(w, r, s.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// serve streams the bytes with http.ServeContent over a chunk reader, which
+// gives Range (206/416), If-None-Match (304), HEAD and Content-Length.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, md *store.Media) {
+	if md.State != store.MediaCached {
+		httpx.WriteError(w, r, s.log, store.Errorf(store.ErrNotFound, "media %s is %s, no bytes to serve", md.ID, md.State))
+		return
+	}
+	rd, err := s.st.OpenMedia(md)
+	if err != nil {
+		httpx.WriteError(w, r, s.log, err)
+		return
+	}
+	h := w.Header()
+	ct := md.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("ETag", `"`+md.SHA256+`"`)
+	h.Set("Cache-Control", "private, immutable")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if d := disposition(md); d != "" {
+		h.Set("Content-Disposition", d)
+	}
+	// Zero modtime: validation is by ETag only.
+	http.ServeContent(w, r, "", time.Time{}, rd)
+}
+
+// inlineTypes are shown in the browser; everything else (documents) is
+// offered as a download under its file name. Active content (HTML, SVG)
+// is never inline.
+func inline(ct string) bool {
+	mt, _, _ := mime.ParseMediaType(ct)
+	switch {
+	case mt == "image/svg+xml":
+		return false
+	case strings.HasPrefix(mt, "image/"), strings.HasPrefix(mt, "audio/"), strings.HasPrefix(mt, "video/"):
+		return true
+	}
+	return false
+}
+
+// disposition names the file for downloads, encoded per RFC 6266 so a
+// name cannot break out of the header.
+func disposition(md *store.Media) string {
+	kind := "attachment"
+	if inline(md.ContentType) {
+		kind = "inline"
+	}
+	name := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' {
+			return -1
+		}
+		return r
+	}, md.FileName)
+	if name == "" {
+		if kind == "inline" {
+			return ""
+		}
+		return kind
+	}
+	if d := mime.FormatMediaType(kind, map[string]string{"filename": name}); d != "" {
+		return d
+	}
+	return kind
+}
