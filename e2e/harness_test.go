@@ -520,3 +520,10 @@ func check(t testing.TB, db string) {
 	out, err := exec.Command(binPath, "check", "--db", db).CombinedOutput()
 	require.NoError(t, err, "imchannel check: %s", out)
 }
+
+func mustReq(t testing.TB, method, url string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	return r
+}
