@@ -1,0 +1,186 @@
+package web
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"imchannel/httpx"
+	"imchannel/store"
+)
+
+// Paging bounds of the API.
+const (
+	defaultConvLimit = 50
+	maxConvLimit     = 500
+	defaultMsgLimit  = 100
+	maxMsgLimit      = 1000
+	maxQueryLen      = 100
+)
+
+// intParam reads an optional positive integer query parameter.
+func intParam(r *http.Request, name string, def, max int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		return 0, httpx.Errorf(store.ErrInvalid, "%s must be an integer between 1 and %d, got %q", name, max, clip(v))
+	}
+	return n, nil
+}
+
+// clip keeps echoed input short in error messages.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// validID reports whether s looks like one of our ULIDs (26 characters of
+// Crockford base32), so malformed ids get a clear 400 or 404 before any
+// store lookup.
+func validID(s string) bool {
+	if len(s) != 26 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// searchQuery reads q: trimmed, bounded.
+func searchQuery(r *http.Request) (string, error) {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if len(q) > maxQueryLen {
+		return "", httpx.Errorf(store.ErrInvalid, "q is longer than %d bytes", maxQueryLen)
+	}
+	return q, nil
+}
+
+func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
+	httpx.WriteError(w, r, s.log, err)
+}
+
+// GET /api/v1/conversations?q=&limit=&cursor=
+func (s *Server) apiConversations(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit", defaultConvLimit, maxConvLimit)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	q, err := searchQuery(r)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	convs, next, err := s.d.Store.ListConversations(q, limit, r.URL.Query().Get("cursor"))
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	out := struct {
+		Conversations []ConversationJSON `json:"conversations"`
+		Next          string             `json:"next,omitempty"`
+	}{Conversations: make([]ConversationJSON, 0, len(convs)), Next: next}
+	for _, c := range convs {
+		out.Conversations = append(out.Conversations, conversationJSON(c))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// GET /api/v1/conversations/{id}
+func (s *Server) apiConversation(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if !validID(id) {
+		s.apiError(w, r, httpx.Errorf(store.ErrNotFound, "conversation %q not found", clip(id)))
+		return
+	}
+	c, err := s.d.Store.Conversation(id)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, conversationJSON(c))
+}
+
+// GET /api/v1/conversations/{id}/messages?limit=&before=
+func (s *Server) apiConversationMessages(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	limit, err := intParam(r, "limit", defaultMsgLimit, maxMsgLimit)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	before := r.URL.Query().Get("before")
+	if before != "" && !validID(before) {
+		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "before %q is not a message id (a previous page's next)", clip(before)))
+		return
+	}
+	if !validID(id) {
+		s.apiError(w, r, httpx.Errorf(store.ErrNotFound, "conversation %q not found", clip(id)))
+		return
+	}
+	msgs, next, err := s.d.Store.ConversationMessages(id, limit, before)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	out := struct {
+		Messages []MessageJSON `json:"messages"`
+		Next     string        `json:"next,omitempty"`
+	}{Messages: make([]MessageJSON, 0, len(msgs)), Next: next}
+	for _, m := range msgs {
+		out.Messages = append(out.Messages, messageJSON(m))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// GET /api/v1/messages/{id}
+func (s *Server) apiMessage(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if !validID(id) {
+		s.apiError(w, r, httpx.Errorf(store.ErrNotFound, "message %q not found", clip(id)))
+		return
+	}
+	m, err := s.d.Store.Message(id)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, messageJSON(m))
+}
+
+// GET /api/v1/messages?externalId=ID: every message known under that
+// provider id (ours, or an alias the provider gave); an empty list when none.
+func (s *Server) apiMessagesByExternalID(w http.ResponseWriter, r *http.Request) {
+	ext := r.URL.Query().Get("externalId")
+	switch {
+	case ext == "":
+		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "externalId is required"))
+		return
+	case len(ext) > 512:
+		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "externalId is longer than 512 bytes"))
+		return
+	}
+	msgs, err := s.d.Store.MessagesByExternalID(ext)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	out := struct {
+		Messages []MessageJSON `json:"messages"`
+	}{Messages: make([]MessageJSON, 0, len(msgs))}
+	for _, m := range msgs {
+		out.Messages = append(out.Messages, messageJSON(m))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,609 @@
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"imchannel/httpx"
+	"imchannel/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+const (
+	pageConvs      = 50  // conversations per list page
+	pageThread     = 200 // messages per thread page
+	maxThreadLimit = 1000
+)
+
+// staticFile is one embedded asset, served under its content hash.
+type staticFile struct {
+	hash  string
+	body  []byte
+	ctype string
+}
+
+type pages struct {
+	tmpl   *template.Template
+	static map[string]staticFile // by name
+}
+
+// newPages parses every template once and hashes the static files.
+func newPages() (*pages, error) {
+	p := &pages{static: map[string]staticFile{}}
+	err := fs.WalkDir(staticFS, "static", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := staticFS.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		ct := mime.TypeByExtension(path.Ext(name))
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		p.static[path.Base(name)] = staticFile{hash: hex.EncodeToString(sum[:])[:16], body: b, ctype: ct}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web: static files: %w", err)
+	}
+	funcs := template.FuncMap{
+		"static": func(name string) (string, error) {
+			f, ok := p.static[name]
+			if !ok {
+				return "", fmt.Errorf("no static file %q", name)
+			}
+			return "/static/" + f.hash + "/" + name, nil
+		},
+		"fmtTime":   fmtTime,
+		"iso":       func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+		"bytes":     fmtBytes,
+		"osm":       osmURL,
+		"tick":      tickFor,
+		"threadURL": threadURL,
+		"listURL":   listURL,
+		"coord":     func(f float64) string { return strconv.FormatFloat(f, 'f', 6, 64) },
+	}
+	t, err := template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("web: templates: %w", err)
+	}
+	for _, name := range []string{"index", "thread", "messages", "msg", "list", "error"} {
+		if t.Lookup(name) == nil {
+			return nil, fmt.Errorf("web: template %q is missing", name)
+		}
+	}
+	p.tmpl = t
+	return p, nil
+}
+
+// render executes a template into a buffer first, so a failure is a clean
+// 500 and never half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
+	var buf bytes.Buffer
+	if err := s.pages.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+		s.log.Error("render failed", "template", name, "path", r.URL.Path, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+// pageError renders the error page with the status of err's kind.
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	status := httpx.Status(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "internal error"
+	}
+	s.render(w, r, status, "error", struct {
+		Title   string
+		Status  int
+		Message string
+	}{http.StatusText(status), status, msg})
+}
+
+// GET /static/{hash}/{name}: content-addressed, so cached for a year.
+func (s *Server) static(w http.ResponseWriter, r *http.Request) {
+	v := mux.Vars(r)
+	f, ok := s.pages.static[v["name"]]
+	if !ok || f.hash != v["hash"] {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", f.ctype)
+	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	w.Header().Set("Content-Length", strconv.Itoa(len(f.body)))
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(f.body)
+	}
+}
+
+// ---- overview and conversation list ----
+
+type overview struct {
+	Stats      store.Stats
+	FileSize   int64
+	BackupAt   time.Time
+	BackupSize int64
+}
+
+func (s *Server) overview() (overview, error) {
+	st, err := s.d.Store.Stats()
+	if err != nil {
+		return overview{}, err
+	}
+	o := overview{Stats: st, FileSize: st.FileSize}
+	if fi, err := os.Stat(s.d.Store.Path()); err == nil {
+		o.FileSize = fi.Size()
+	}
+	if s.d.LastBackup != nil {
+		o.BackupAt, o.BackupSize = s.d.LastBackup()
+	}
+	return o, nil
+}
+
+type indexData struct {
+	Title    string
+	Page     string
+	Overview overview
+	Q        string
+	Cursor   string
+	Next     string
+	Convs    []*store.Conversation
+}
+
+// GET /?q=&cursor=  (fragment=list renders only the live section)
+func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
+	q, err := searchQuery(r)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	limit, err := intParam(r, "limit", pageConvs, maxConvLimit)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	cursor := r.URL.Query().Get("cursor")
+	convs, next, err := s.d.Store.ListConversations(q, limit, cursor)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	ov, err := s.overview()
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d := indexData{Title: "Conversations", Page: "list", Overview: ov, Q: q, Cursor: cursor, Next: next, Convs: convs}
+	name := "index"
+	if r.URL.Query().Get("fragment") == "list" {
+		name = "list"
+	}
+	s.render(w, r, http.StatusOK, name, d)
+}
+
+// ---- thread ----
+
+type threadData struct {
+	Title  string
+	Page   string
+	Conv   *store.Conversation
+	Msgs   []*msgView
+	Older  string // before= for the page of older messages
+	Latest bool   // this page ends with the newest message
+}
+
+// GET /conversations/{id}?before=|at=&limit=  (fragment=thread renders the
+// message list only)
+func (s *Server) threadPage(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if !validID(id) {
+		s.pageError(w, r, httpx.Errorf(store.ErrNotFound, "conversation %q not found", clip(id)))
+		return
+	}
+	limit, err := intParam(r, "limit", pageThread, maxThreadLimit)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	qv := r.URL.Query()
+	before := qv.Get("before")
+	if at := qv.Get("at"); at != "" && before == "" {
+		if !validID(at) {
+			s.pageError(w, r, httpx.Errorf(store.ErrInvalid, "at %q is not a message id", clip(at)))
+			return
+		}
+		// A key just past at: the page then ends with that message.
+		before = at + "~"
+	} else if before != "" && !validID(before) {
+		s.pageError(w, r, httpx.Errorf(store.ErrInvalid, "before %q is not a message id", clip(before)))
+		return
+	}
+	conv, err := s.d.Store.Conversation(id)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	msgs, older, err := s.d.Store.ConversationMessages(id, limit, before)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d := threadData{
+		Title: displayName(conv), Page: "thread", Conv: conv, Older: older,
+		Latest: before == "" || (len(msgs) > 0 && msgs[len(msgs)-1].ID == conv.LastMessageID),
+	}
+	d.Msgs = s.messageViews(msgs, true)
+	name := "thread"
+	if qv.Get("fragment") == "thread" {
+		name = "messages"
+	}
+	s.render(w, r, http.StatusOK, name, d)
+}
+
+// GET /fragments/messages/{id}: one message rendered as in the thread, for
+// the live updates.
+func (s *Server) messageFragment(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	if !validID(id) {
+		s.pageError(w, r, httpx.Errorf(store.ErrNotFound, "message %q not found", clip(id)))
+		return
+	}
+	m, err := s.d.Store.Message(id)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "msg", s.messageViews([]*store.Message{m}, false)[0])
+}
+
+func displayName(c *store.Conversation) string {
+	if c.Name != "" {
+		return c.Name + " (+" + c.Customer + ")"
+	}
+	return "+" + c.Customer
+}
+
+// msgView is a message with what its template needs worked out in Go.
+type msgView struct {
+	*store.Message
+	Quote      *quoteView
+	MediaKind  string // image video audio document ("" without media)
+	Contacts   []contactCard
+	ContactsJS string // contacts we could not read, as indented JSON
+	Order      *orderView
+	FlowJSON   string
+	Template   string
+}
+
+type quoteView struct {
+	Href    string
+	Who     string
+	Preview string
+	Missing bool
+}
+
+// messageViews prepares a page of messages. With onPage, quotes of
+// messages on the same page link to their anchor.
+func (s *Server) messageViews(msgs []*store.Message, onPage bool) []*msgView {
+	byID := make(map[string]*store.Message, len(msgs))
+	if onPage {
+		for _, m := range msgs {
+			byID[m.ID] = m
+		}
+	}
+	out := make([]*msgView, len(msgs))
+	for i, m := range msgs {
+		v := &msgView{Message: m, MediaKind: mediaKind(m)}
+		if m.ReplyTo != nil {
+			v.Quote = s.quote(m, byID)
+		}
+		if len(m.Contacts) > 0 {
+			v.Contacts, v.ContactsJS = contactCards(m.Contacts)
+		}
+		if len(m.Order) > 0 {
+			v.Order = orderOf(m.Order)
+		}
+		if m.Interactive != nil && len(m.Interactive.Response) > 0 {
+			v.FlowJSON = indentJSON(m.Interactive.Response)
+		}
+		if m.Outbound != nil {
+			v.Template = m.Outbound.TemplateName
+		}
+		out[i] = v
+	}
+	return out
+}
+
+func (s *Server) quote(m *store.Message, byID map[string]*store.Message) *quoteView {
+	if m.ReplyTo.ID == "" {
+		return &quoteView{Missing: true}
+	}
+	q, ok := byID[m.ReplyTo.ID]
+	href := "#msg-" + m.ReplyTo.ID
+	if !ok {
+		var err error
+		if q, err = s.d.Store.Message(m.ReplyTo.ID); err != nil {
+			return &quoteView{Missing: true}
+		}
+		href = "/conversations/" + url.PathEscape(q.ConversationID) + "?at=" + url.QueryEscape(q.ID) + "#msg-" + q.ID
+	}
+	who := "agent"
+	if q.Direction == store.Inbound {
+		who = "customer"
+		if q.ContactName != "" {
+			who = q.ContactName
+		}
+	}
+	return &quoteView{Href: href, Who: who, Preview: store.Preview(q)}
+}
+
+func mediaKind(m *store.Message) string {
+	if m.Media == nil {
+		return ""
+	}
+	switch m.Type {
+	case store.TypeImage, store.TypeSticker:
+		return "image"
+	case store.TypeVideo, store.TypeAudio, store.TypeDocument:
+		return m.Type
+	}
+	ct := m.Media.ContentType
+	switch {
+	case strings.HasPrefix(ct, "image/"):
+		return "image"
+	case strings.HasPrefix(ct, "video/"):
+		return "video"
+	case strings.HasPrefix(ct, "audio/"):
+		return "audio"
+	}
+	return "document"
+}
+
+// contactCard is one shared contact, read from WhatsApp's contact format.
+type contactCard struct {
+	Name   string
+	Org    string
+	Phones []string
+	Emails []string
+	Lines  []string // addresses and URLs
+}
+
+func contactCards(raw json.RawMessage) ([]contactCard, string) {
+	var list []map[string]any
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, indentJSON(raw)
+	}
+	var out []contactCard
+	for _, c := range list {
+		var cc contactCard
+		if n, ok := c["name"].(map[string]any); ok {
+			cc.Name = firstString(n, "formatted_name", "formattedName")
+			if cc.Name == "" {
+				cc.Name = strings.TrimSpace(firstString(n, "first_name", "firstName") + " " + firstString(n, "last_name", "lastName"))
+			}
+		} else if n, ok := c["name"].(string); ok {
+			cc.Name = n
+		}
+		if o, ok := c["org"].(map[string]any); ok {
+			cc.Org = strings.TrimSpace(firstString(o, "company") + " " + firstString(o, "title"))
+		}
+		cc.Phones = listOf(c["phones"], "phone")
+		cc.Emails = listOf(c["emails"], "email")
+		cc.Lines = append(listOf(c["urls"], "url"), addresses(c["addresses"])...)
+		out = append(out, cc)
+	}
+	if len(out) == 0 {
+		return nil, indentJSON(raw)
+	}
+	return out, ""
+}
+
+func firstString(m map[string]any, keys ...string) string {
+	for _, k := range keys {
+		if s, ok := m[k].(string); ok && s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func listOf(v any, key string) []string {
+	items, _ := v.([]any)
+	var out []string
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			if s := firstString(m, key); s != "" {
+				if t := firstString(m, "type"); t != "" {
+					s += " (" + strings.ToLower(t) + ")"
+				}
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func addresses(v any) []string {
+	items, _ := v.([]any)
+	var out []string
+	for _, it := range items {
+		m, ok := it.(map[string]any)
+		if !ok {
+			continue
+		}
+		var parts []string
+		for _, k := range []string{"street", "zip", "city", "state", "country"} {
+			if s := firstString(m, k); s != "" {
+				parts = append(parts, s)
+			}
+		}
+		if len(parts) > 0 {
+			out = append(out, strings.Join(parts, ", "))
+		}
+	}
+	return out
+}
+
+// orderView is a product order.
+type orderView struct {
+	Catalog string
+	Text    string
+	Items   []orderItem
+	Raw     string // shown when the order is in a shape we do not know
+}
+
+type orderItem struct{ Product, Quantity, Price, Currency string }
+
+func orderOf(raw json.RawMessage) *orderView {
+	var o struct {
+		CatalogID string           `json:"catalog_id"`
+		Text      *string          `json:"text"`
+		Items     []map[string]any `json:"product_items"`
+	}
+	if err := json.Unmarshal(raw, &o); err != nil || len(o.Items) == 0 {
+		return &orderView{Raw: indentJSON(raw)}
+	}
+	v := &orderView{Catalog: o.CatalogID}
+	if o.Text != nil {
+		v.Text = *o.Text
+	}
+	for _, it := range o.Items {
+		v.Items = append(v.Items, orderItem{Product: scalar(it["product_retailer_id"]), Quantity: scalar(it["quantity"]),
+			Price: scalar(it["item_price"]), Currency: scalar(it["currency"])})
+	}
+	return v
+}
+
+func scalar(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func indentJSON(raw json.RawMessage) string {
+	var buf bytes.Buffer
+	if json.Indent(&buf, raw, "", "  ") != nil {
+		return string(raw)
+	}
+	return buf.String()
+}
+
+// ---- template helpers ----
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+func fmtBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func osmURL(l *store.Location) string {
+	lat := strconv.FormatFloat(l.Latitude, 'f', 6, 64)
+	lon := strconv.FormatFloat(l.Longitude, 'f', 6, 64)
+	return "https://www.openstreetmap.org/?mlat=" + lat + "&mlon=" + lon + "#map=16/" + lat + "/" + lon
+}
+
+// tick is how an outbound status looks.
+type tick struct{ Symbol, Label, Class string }
+
+var ticks = map[string]tick{
+	store.StatusScheduled: {"🕓", "scheduled", "pending"},
+	store.StatusQueued:    {"🕓", "queued", "pending"},
+	store.StatusSent:      {"✓", "sent", "sent"},
+	store.StatusDelivered: {"✓✓", "delivered", "delivered"},
+	store.StatusSeen:      {"✓✓", "seen", "seen"},
+	store.StatusFailed:    {"✗", "failed", "failed"},
+	store.StatusDeleted:   {"", "deleted", "deleted"},
+}
+
+func tickFor(status string) tick {
+	if t, ok := ticks[status]; ok {
+		return t
+	}
+	return tick{"", status, "other"}
+}
+
+func threadURL(convID, before string) string {
+	u := "/conversations/" + url.PathEscape(convID)
+	if before != "" {
+		u += "?before=" + url.QueryEscape(before)
+	}
+	return u
+}
+
+func listURL(q, cursor string) string {
+	v := url.Values{}
+	if q != "" {
+		v.Set("q", q)
+	}
+	if cursor != "" {
+		v.Set("cursor", cursor)
+	}
+	if len(v) == 0 {
+		return "/"
+	}
+	return "/?" + v.Encode()
+}
+
+// sortedStatic lists the static file names (for tests).
+func (p *pages) sortedStatic() []string {
+	var out []string
+	for n := range p.static {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,102 @@
+// Package web serves the agents' side of imchannel: the status page
+// (server-rendered html/template pages from embed.FS, pages.go), the JSON
+// API under /api/v1 (api.go) and a Server-Sent Events stream of store
+// changes (sse.go). Every route needs the [[agents]] credentials.
+package web
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"imchannel/httpx"
+	"imchannel/store"
+)
+
+// Deps is what the agents' handlers use.
+type Deps struct {
+	Store *store.Store
+	Log   *slog.Logger
+	// Creds are the [[agents]] logins; empty means open (loopback only).
+	Creds []httpx.Credential
+	// LastBackup, when set, reports the time and size of the newest
+	// scheduled backup; a zero time shows as "never".
+	LastBackup func() (time.Time, int64)
+	// MaxStreams caps concurrent SSE streams (default 200).
+	MaxStreams int
+	// Heartbeat is the SSE keep-alive interval (default 20s).
+	Heartbeat time.Duration
+}
+
+// Server serves the status page, /api/v1 and the event stream.
+type Server struct {
+	d       Deps
+	log     *slog.Logger
+	pages   *pages
+	streams atomic.Int64
+}
+
+// New parses the templates and hashes the static files; a broken template
+// fails here, at start, never on a request.
+func New(d Deps) (*Server, error) {
+	if d.Store == nil {
+		return nil, fmt.Errorf("web: no store")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if d.MaxStreams <= 0 {
+		d.MaxStreams = 200
+	}
+	if d.Heartbeat <= 0 {
+		d.Heartbeat = 20 * time.Second
+	}
+	p, err := newPages()
+	if err != nil {
+		return nil, err
+	}
+	return &Server{d: d, log: d.Log.With("component", "web"), pages: p}, nil
+}
+
+// Register mounts the agents' routes on r, each behind the agent
+// credentials.
+func (s *Server) Register(r *mux.Router) {
+	auth := func(h http.HandlerFunc) http.Handler { return httpx.RequireBasic(s.d.Creds, secure(h)) }
+	get := []string{http.MethodGet, http.MethodHead}
+
+	r.Handle("/", auth(s.indexPage)).Methods(get...)
+	r.Handle("/conversations/{id}", auth(s.threadPage)).Methods(get...)
+	r.Handle("/fragments/messages/{id}", auth(s.messageFragment)).Methods(get...)
+	r.Handle("/static/{hash}/{name}", auth(s.static)).Methods(get...)
+	r.Handle("/events", auth(s.events)).Methods(http.MethodGet)
+
+	r.Handle("/api/v1/conversations", auth(s.apiConversations)).Methods(get...)
+	r.Handle("/api/v1/conversations/{id}/messages", auth(s.apiConversationMessages)).Methods(get...)
+	r.Handle("/api/v1/conversations/{id}", auth(s.apiConversation)).Methods(get...)
+	r.Handle("/api/v1/messages", auth(s.apiMessagesByExternalID)).Methods(get...)
+	r.Handle("/api/v1/messages/{id}", auth(s.apiMessage)).Methods(get...)
+}
+
+// csp keeps every page to its own origin: no inline script, no third-party
+// content, images and media only from /media.
+const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; " +
+	"connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+// secure sets the headers every agents' answer carries: nothing here may be
+// cached by a shared cache, framed or sniffed.
+func secure(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", csp)
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Cache-Control", "no-store")
+		h(w, r)
+	}
+}
