@@ -6,6 +6,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"imchannel/media"
+	"imchannel/outbound"
 	"imchannel/webhook"
 )
 
@@ -22,6 +23,7 @@ func (a *app) registerComponents(r *mux.Router) {
 		OutboundProvider: a.cfg.Provider.Kind,
 	}).Register(r)
 	media.NewServer(a.store, a.log, a.agentCreds()).Register(r)
+	outbound.NewAPI(a.outboundDeps()).Register(r)
 	// outbound (send API), media, web (agents) register here.
 }
 
@@ -29,6 +31,11 @@ func (a *app) registerComponents(r *mux.Router) {
 func (a *app) workers() []func(context.Context) {
 	var ws []func(context.Context)
 	ws = append(ws, media.NewFetcher(a.store, a.log, a.metrics, media.FromConfig(a.cfg)).Run)
+	ws = append(ws, outbound.NewDispatcher(a.outboundDeps()).Run)
 	// media fetcher, outbox dispatcher, retention, scheduled backups.
 	return ws
+}
+
+func (a *app) outboundDeps() outbound.Deps {
+	return outbound.Deps{Store: a.store, Log: a.log, Metrics: a.metrics, Config: a.cfg}
 }

@@ -29,6 +29,16 @@ type OutboxItem struct {
 	Message *Message
 }
 
+// DueResult is what DueOutbox found.
+type DueResult struct {
+	Items []OutboxItem
+	// Next is the earliest time a head not yet due becomes due (zero when
+	// there is none).
+	Next time.Time
+	// Depth is the number of messages in the outbox.
+	Depth int
+}
+
 var timeZero time.Time
 
 // enqueueOutbox puts a message in the delivery queue at due. The message is
@@ -94,13 +104,13 @@ func (t *Tx) release(st *OutboxState) error {
 // eligible, so a customer's messages leave in the order they were queued
 // even while an earlier one waits for a retry. busy names entries the
 // caller is already sending: they are left out but still hold their
-// conversation back. next is the earliest time a currently blocked or
-// future head becomes due (zero when there is none).
+// conversation back.
 //
 // It reads the whole outbox_state bucket: the cost is linear in the outbox
 // depth, which is small while the provider keeps up.
-func (s *Store) DueOutbox(now time.Time, limit int, busy func(msgID string) bool) (items []OutboxItem, next time.Time, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+func (s *Store) DueOutbox(now time.Time, limit int, busy func(msgID string) bool) (DueResult, error) {
+	var res DueResult
+	err := s.db.View(func(tx *bolt.Tx) error {
 		heads := map[string]OutboxState{}
 		var orphans []OutboxState
 		err := tx.Bucket(bucketOutboxState).ForEach(func(k, v []byte) error {
@@ -108,6 +118,7 @@ func (s *Store) DueOutbox(now time.Time, limit int, busy func(msgID string) bool
 			if err := decode(v, &st); err != nil {
 				return err
 			}
+			res.Depth++
 			if st.Release.IsZero() {
 				st.Release = st.Due
 			}
@@ -134,8 +145,8 @@ func (s *Store) DueOutbox(now time.Time, limit int, busy func(msgID string) bool
 				continue
 			}
 			if st.Due.After(now) {
-				if next.IsZero() || st.Due.Before(next) {
-					next = st.Due
+				if res.Next.IsZero() || st.Due.Before(res.Next) {
+					res.Next = st.Due
 				}
 				continue
 			}
@@ -156,11 +167,11 @@ func (s *Store) DueOutbox(now time.Time, limit int, busy func(msgID string) bool
 			if err != nil {
 				continue // erased meanwhile; its eraser dequeues it
 			}
-			items = append(items, OutboxItem{State: st, Message: m})
+			res.Items = append(res.Items, OutboxItem{State: st, Message: m})
 		}
 		return nil
 	})
-	return items, next, err
+	return res, err
 }
 
 // OutboxEntry returns a message's outbox state, or ErrNotFound when it is

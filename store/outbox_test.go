@@ -46,14 +46,14 @@ func obQueue(t *testing.T, s *Store, ms ...*Message) []Result {
 
 func dueIDs(t *testing.T, s *Store, now time.Time, busy func(string) bool) ([]string, time.Time) {
 	t.Helper()
-	items, next, err := s.DueOutbox(now, 100, busy)
+	res, err := s.DueOutbox(now, 100, busy)
 	require.NoError(t, err)
 	var out []string
-	for _, it := range items {
+	for _, it := range res.Items {
 		require.Equal(t, it.State.MessageID, it.Message.ID)
 		out = append(out, it.Message.ExternalID)
 	}
-	return out, next
+	return out, res.Next
 }
 
 func TestOutboxHeadOfLineAndSent(t *testing.T) {

@@ -1,0 +1,293 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"imchannel/store"
+)
+
+// Dispatcher delivers the outbox to the provider. One scheduler reads the
+// due entries (only the head of each customer's queue) and hands them to
+// workers; each attempt's outcome is written to the store before the entry
+// is released, so a restart resumes exactly where the last run stopped.
+type Dispatcher struct {
+	d      Deps
+	log    *slog.Logger
+	sender sender
+	lim    *limiter
+	kind   string
+
+	mu   sync.Mutex
+	busy map[string]bool
+	kick chan struct{}
+}
+
+// NewDispatcher makes the dispatcher for [provider] kind.
+func NewDispatcher(d Deps) *Dispatcher {
+	d.defaults()
+	c := d.Client
+	if c == nil {
+		c = &http.Client{Timeout: d.Config.Provider.Timeout.Duration}
+	}
+	x := &Dispatcher{
+		d:    d,
+		log:  d.Log.With("component", "outbox"),
+		lim:  newLimiter(d.Config.Provider.RatePerSecond),
+		kind: d.Config.Provider.Kind,
+		busy: map[string]bool{},
+		kick: make(chan struct{}, 1),
+	}
+	if x.kind == store.ProviderCM {
+		x.sender = &cm{c: c, cfg: d.Config.Provider}
+	} else {
+		x.sender = &infobip{c: c, cfg: d.Config.Provider}
+	}
+	return x
+}
+
+// idlePoll bounds how long the scheduler sleeps with nothing due: a safety
+// net for a missed notification.
+const idlePoll = 30 * time.Second
+
+// Run delivers until ctx ends, then waits for in-flight attempts.
+func (x *Dispatcher) Run(ctx context.Context) {
+	workers := x.d.Config.Outbox.Workers
+	if workers <= 0 {
+		workers = 1
+	}
+	changes, stop := x.d.Store.Subscribe(64)
+	defer stop()
+	work := make(chan store.OutboxItem)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range work {
+				x.deliver(ctx, it)
+				x.release(it.Message.ID)
+			}
+		}()
+	}
+	defer func() {
+		close(work)
+		wg.Wait()
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		res, err := x.d.Store.DueOutbox(x.d.Now(), 2*workers, x.isBusy)
+		if err != nil {
+			x.log.Error("reading the outbox", "err", err)
+			res.Next = x.d.Now().Add(x.minBackoff())
+		}
+		x.d.Metrics.OutboxDepth.Set(float64(res.Depth))
+		for _, it := range res.Items {
+			x.setBusy(it.Message.ID)
+			select {
+			case work <- it:
+			case <-ctx.Done():
+				return
+			}
+		}
+		wait := idlePoll
+		if !res.Next.IsZero() {
+			wait = min(max(res.Next.Sub(x.d.Now()), 0), idlePoll)
+		}
+		if len(res.Items) > 0 {
+			wait = 0 // there may be more due than we fetched
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case c, ok := <-changes:
+				if !ok {
+					changes = nil // the store closed; ctx ends soon
+				} else if c.Kind == "outbox" {
+					break wait
+				}
+			case <-x.kick:
+				break wait
+			case <-timer.C:
+				break wait
+			}
+		}
+	}
+}
+
+func (x *Dispatcher) isBusy(id string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.busy[id]
+}
+
+func (x *Dispatcher) setBusy(id string) {
+	x.mu.Lock()
+	x.busy[id] = true
+	x.mu.Unlock()
+}
+
+func (x *Dispatcher) release(id string) {
+	x.mu.Lock()
+	delete(x.busy, id)
+	x.mu.Unlock()
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (x *Dispatcher) minBackoff() time.Duration {
+	if b := x.d.Config.Outbox.MinBackoff.Duration; b > 0 {
+		return b
+	}
+	return time.Second
+}
+
+// backoff is the wait before attempt n+1 after n failures: exponential from
+// min_backoff, capped at max_backoff, with jitter over its upper half so
+// that many messages failing together do not return together.
+func (x *Dispatcher) backoff(attempts int) time.Duration {
+	lo, hi := x.minBackoff(), x.d.Config.Outbox.MaxBackoff.Duration
+	if hi < lo {
+		hi = lo
+	}
+	b := lo
+	for i := 1; i < attempts && b < hi; i++ {
+		b *= 2
+	}
+	b = min(b, hi)
+	half := b / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+// deliver makes one attempt for one message and records its outcome.
+func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
+	m, st := it.Message, it.State
+	// Outcomes are written even while shutting down: a provider's yes
+	// must not be lost to a cancelled context.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	log := x.log.With("message", m.ID, "externalId", m.ExternalID)
+	if m.Deleted || m.Status == store.StatusFailed {
+		x.record(ctx, log, x.d.Store.DropOutbox(wctx, m.ID))
+		return
+	}
+	deadline := st.Release.Add(x.d.Config.Outbox.Deadline.Duration)
+	if x.d.Config.Outbox.Deadline.Duration > 0 && !x.d.Now().Before(deadline) {
+		reason := fmt.Sprintf("gave up after %s (%d attempts)", x.d.Config.Outbox.Deadline.Duration, st.Attempts)
+		if st.LastError != "" {
+			reason += "; last error: " + st.LastError
+		}
+		x.d.Metrics.Sends.WithLabelValues(x.kind, "failed").Inc()
+		log.Warn("send deadline passed", "reason", reason)
+		x.record(ctx, log, x.d.Store.MarkFailed(wctx, m.ID, reason))
+		return
+	}
+	if err := x.lim.wait(ctx); err != nil {
+		return
+	}
+	acc, err := x.sender.send(ctx, m)
+	if err == nil {
+		x.d.Metrics.Sends.WithLabelValues(x.kind, "sent").Inc()
+		if acc.Event.At.IsZero() {
+			acc.Event.At = x.d.Now()
+		}
+		x.record(ctx, log, x.d.Store.MarkSent(wctx, m.ID, acc.ProviderID, acc.Event))
+		return
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return // shutdown interrupted the attempt; the next run repeats it with the same id
+	}
+	var se *SendError
+	if !errors.As(err, &se) {
+		se = &SendError{Retryable: true, Reason: err.Error(), Err: err}
+	}
+	if !se.Retryable {
+		x.d.Metrics.Sends.WithLabelValues(x.kind, "failed").Inc()
+		log.Warn("provider refused the message", "reason", se.Error())
+		x.record(ctx, log, x.d.Store.MarkFailed(wctx, m.ID, se.Error()))
+		return
+	}
+	wait := max(x.backoff(st.Attempts+1), se.RetryAfter)
+	next := x.d.Now().Add(wait)
+	if x.d.Config.Outbox.Deadline.Duration > 0 && next.After(deadline) {
+		next = deadline // one last try at the deadline
+	}
+	x.d.Metrics.Sends.WithLabelValues(x.kind, "retry").Inc()
+	x.d.Metrics.Retries.WithLabelValues("send").Inc()
+	log.Info("send failed; will retry", "attempt", st.Attempts+1, "err", se.Error(), "next", next)
+	x.record(ctx, log, x.d.Store.MarkRetry(wctx, m.ID, next, se.Error()))
+}
+
+// record logs a failed outcome write. The entry stays in the outbox and is
+// tried again (with the same id) after a pause, so a disk that refuses
+// writes does not turn into a busy loop of provider calls.
+func (x *Dispatcher) record(ctx context.Context, log *slog.Logger, err error) {
+	if err == nil {
+		return
+	}
+	log.Error("recording the send outcome failed", "err", err)
+	t := time.NewTimer(x.minBackoff())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// limiter is a token bucket: rate messages per second, bursts of up to
+// one second's worth.
+type limiter struct {
+	mu     sync.Mutex
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(rate float64) *limiter {
+	return &limiter{rate: rate, tokens: max(rate, 1), last: time.Now()}
+}
+
+func (l *limiter) wait(ctx context.Context) error {
+	if l.rate <= 0 {
+		return ctx.Err() // no limit
+	}
+	l.mu.Lock()
+	now := time.Now()
+	l.tokens = min(l.tokens+now.Sub(l.last).Seconds()*l.rate, max(l.rate, 1))
+	l.last = now
+	l.tokens--
+	var d time.Duration
+	if l.tokens < 0 {
+		d = time.Duration(-l.tokens / l.rate * float64(time.Second))
+	}
+	l.mu.Unlock()
+	if d == 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,92 @@
+package outbound
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"imchannel/config"
+	"imchannel/store"
+)
+
+// infobip sends seed 000's OMNI "advanced" payload with Basic auth.
+type infobip struct {
+	c   *http.Client
+	cfg config.Provider
+}
+
+type ibRequest struct {
+	ScenarioKey  string          `json:"scenarioKey,omitempty"`
+	Destinations []ibDestination `json:"destinations"`
+	WhatsApp     json.RawMessage `json:"whatsApp"`
+}
+
+type ibDestination struct {
+	MessageID string `json:"messageId"`
+	To        phone  `json:"to"`
+}
+
+type ibResponse struct {
+	Messages []struct {
+		MessageID string         `json:"messageId"`
+		Status    ibStatusAnswer `json:"status"`
+	} `json:"messages"`
+}
+
+type ibStatusAnswer struct {
+	GroupID     int    `json:"groupId"`
+	GroupName   string `json:"groupName"`
+	ID          int    `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Action      string `json:"action"`
+}
+
+// Infobip status groups that mean the message will not go out.
+var ibRejected = map[string]bool{"REJECTED": true, "UNDELIVERABLE": true, "EXPIRED": true}
+
+func (p *infobip) payload(m *store.Message) ([]byte, error) {
+	if m.Outbound == nil || len(m.Outbound.WhatsApp) == 0 {
+		return nil, fmt.Errorf("message %s has no whatsApp content to send", m.ID)
+	}
+	key := m.Outbound.ScenarioKey
+	if key == "" {
+		key = p.cfg.ScenarioKey
+	}
+	return json.Marshal(ibRequest{
+		ScenarioKey:  key,
+		Destinations: []ibDestination{{MessageID: m.ExternalID, To: phone{PhoneNumber: m.To}}},
+		WhatsApp:     m.Outbound.WhatsApp,
+	})
+}
+
+func (p *infobip) send(ctx context.Context, m *store.Message) (accepted, error) {
+	body, err := p.payload(m)
+	if err != nil {
+		return accepted{}, &SendError{Reason: err.Error(), Err: err}
+	}
+	b, err := post(ctx, p.c, p.cfg.URL, body, func(r *http.Request) {
+		if p.cfg.BasicUser != "" || p.cfg.BasicPassword != "" {
+			r.SetBasicAuth(p.cfg.BasicUser, p.cfg.BasicPassword)
+		}
+	})
+	if err != nil {
+		return accepted{}, err
+	}
+	acc := accepted{Event: store.Event{Status: store.StatusSent}}
+	var ans ibResponse
+	if json.Unmarshal(b, &ans) != nil || len(ans.Messages) == 0 {
+		return acc, nil // a 2xx is an acceptance even when we cannot read it
+	}
+	got := ans.Messages[0]
+	st := got.Status
+	if ibRejected[strings.ToUpper(st.GroupName)] {
+		reason := strings.TrimSpace(st.GroupName + " " + st.Name + ": " + st.Description)
+		return accepted{}, &SendError{Status: http.StatusOK, Reason: reason}
+	}
+	acc.ProviderID = got.MessageID
+	acc.Event.GroupName, acc.Event.Name, acc.Event.Description = st.GroupName, st.Name, st.Description
+	return acc, nil
+}
