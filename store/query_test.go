@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -259,4 +260,17 @@ func TestConversationMessagesPaging(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotFound)
 	_, _, err = s.ConversationMessages(conv, 0, "")
 	require.ErrorIs(t, err, ErrInvalid)
+}
+
+// interface.md: fields that do not apply are left out, times included.
+func TestMessageJSONLeavesOutZeroTimes(t *testing.T) {
+	s := openTemp(t, Options{})
+	r := queueOne(t, s, outbound("o1", customer, "hi"))
+	b, err := json.Marshal(mustMessage(t, s, r.MessageID))
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "0001-01-01")
+	require.NotContains(t, string(b), `"receivedAt"`)
+	b, err = json.Marshal(mustConversation(t, s, r.ConversationID))
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "0001-01-01")
 }

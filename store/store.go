@@ -47,6 +47,9 @@ type Store struct {
 	closing chan struct{}
 	done    chan struct{}
 	closeMu sync.Once
+	// sendMu orders hand-overs before close(closing): once closing is
+	// closed no op can enter ops, so the committer's drain sees them all.
+	sendMu sync.RWMutex
 
 	idMu    sync.Mutex
 	entropy io.Reader
@@ -138,7 +141,7 @@ func (s *Store) prepareSchema() error {
 	if s.opts.ReadOnly || s.opts.NoMigrate {
 		return fmt.Errorf("%s has schema version %d, this binary needs %d: run imchannel migrate --db %s", s.path, version, migrations.Latest(), s.path)
 	}
-	if version > 0 {
+	if version > 0 || s.holdsData() {
 		out := fmt.Sprintf("%s.pre-v%d.%s.bak", s.path, migrations.Latest(), s.now().UTC().Format("20060102T150405Z"))
 		if _, err := BackupDB(s.db, out); err != nil {
 			return fmt.Errorf("backup before migration: %w", err)
@@ -153,6 +156,21 @@ func (s *Store) prepareSchema() error {
 		s.log.Info("migrated schema", "steps", applied)
 	}
 	return nil
+}
+
+// holdsData reports whether any bucket of the file has a key: a file
+// without a schema version may still hold data worth a backup.
+func (s *Store) holdsData() bool {
+	found := false
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			if k, _ := b.Cursor().First(); k != nil {
+				found = true
+			}
+			return nil
+		})
+	})
+	return found
 }
 
 // DB exposes the bbolt handle for read-only tooling (backup, check, bench).
@@ -176,7 +194,9 @@ func (s *Store) Close() error {
 	var err error
 	s.closeMu.Do(func() {
 		if !s.opts.ReadOnly {
+			s.sendMu.Lock()
 			close(s.closing)
+			s.sendMu.Unlock()
 			<-s.done
 		}
 		s.hub.closeAll()
@@ -224,13 +244,20 @@ func (s *Store) Update(ctx context.Context, fn func(*Tx) error) error {
 		return err
 	}
 	o := &op{fn: fn, done: make(chan error, 1)}
+	s.sendMu.RLock()
+	select {
+	case <-s.closing:
+		s.sendMu.RUnlock()
+		return Errorf(ErrUnavailable, "store is closing")
+	default:
+	}
 	select {
 	case s.ops <- o:
-	case <-s.closing:
-		return Errorf(ErrUnavailable, "store is closing")
 	case <-ctx.Done():
+		s.sendMu.RUnlock()
 		return ctx.Err()
 	}
+	s.sendMu.RUnlock()
 	// Once handed over the op will be committed or failed; wait for it
 	// even if ctx ends, so the caller never reports a write it cannot vouch for.
 	return <-o.done

@@ -82,8 +82,8 @@ type Conversation struct {
 	LastMessageID  string    `json:"lastMessageId,omitempty"`
 	LastPreview    string    `json:"lastPreview,omitempty"`
 	LastDirection  string    `json:"lastDirection,omitempty"`
-	LastInboundAt  time.Time `json:"lastInboundAt,omitempty"`
-	LastOutboundAt time.Time `json:"lastOutboundAt,omitempty"`
+	LastInboundAt  time.Time `json:"lastInboundAt,omitzero"`
+	LastOutboundAt time.Time `json:"lastOutboundAt,omitzero"`
 
 	MessageCount int `json:"messageCount"`
 	FailedCount  int `json:"failedCount"` // outbound messages whose status is failed
@@ -116,8 +116,8 @@ type Media struct {
 	MessageID string    `json:"messageId,omitempty"`
 	Provider  string    `json:"provider,omitempty"`
 	Attempts  int       `json:"attempts,omitempty"`
-	NextAt    time.Time `json:"nextAt,omitempty"`
-	FirstTry  time.Time `json:"firstTry,omitempty"`
+	NextAt    time.Time `json:"nextAt,omitzero"`
+	FirstTry  time.Time `json:"firstTry,omitzero"`
 	// Token, when set, makes the bytes public at /media/public/{token}:
 	// headers we host for outbound templates.
 	Token     string    `json:"token,omitempty"`
@@ -189,7 +189,7 @@ type Message struct {
 	Order          json.RawMessage `json:"order,omitempty"`
 	ReplyTo        *ReplyRef       `json:"replyTo,omitempty"`
 	Reactions      []Reaction      `json:"reactions,omitempty"`
-	ReceivedAt     time.Time       `json:"receivedAt,omitempty"`
+	ReceivedAt     time.Time       `json:"receivedAt,omitzero"`
 	CreatedAt      time.Time       `json:"createdAt"`
 	Status         string          `json:"status"`
 	Timeline       []Event         `json:"timeline,omitempty"`
@@ -219,7 +219,7 @@ type Message struct {
 type OutboundSpec struct {
 	BulkID      string          `json:"bulkId,omitempty"`
 	ScenarioKey string          `json:"scenarioKey,omitempty"`
-	SendAt      time.Time       `json:"sendAt,omitempty"`
+	SendAt      time.Time       `json:"sendAt,omitzero"`
 	WhatsApp    json.RawMessage `json:"whatsApp,omitempty"` // the validated whatsApp object, verbatim
 	// Template endpoint fields (seed 001).
 	TemplateName string   `json:"templateName,omitempty"`
