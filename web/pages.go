@@ -308,6 +308,15 @@ type msgView struct {
 	Template   string
 }
 
+// Shown is the time a message is listed under: when the provider received
+// an inbound message, else when we stored it.
+func (v *msgView) Shown() time.Time {
+	if !v.ReceivedAt.IsZero() {
+		return v.ReceivedAt
+	}
+	return v.CreatedAt
+}
+
 type quoteView struct {
 	Href    string
 	Who     string
