@@ -7,6 +7,7 @@ import (
 
 	"imchannel/media"
 	"imchannel/outbound"
+	"imchannel/web"
 	"imchannel/webhook"
 )
 
@@ -24,6 +25,12 @@ func (a *app) registerComponents(r *mux.Router) {
 	}).Register(r)
 	media.NewServer(a.store, a.log, a.agentCreds()).Register(r)
 	outbound.NewAPI(a.outboundDeps()).Register(r)
+	web.Must(web.New(web.Deps{
+		Store:      a.store,
+		Log:        a.log,
+		Creds:      a.agentCreds(),
+		LastBackup: a.store.LastBackup,
+	})).Register(r)
 	// outbound (send API), media, web (agents) register here.
 }
 

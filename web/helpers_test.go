@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,10 +25,9 @@ const (
 
 // env is a real store in a temp dir behind the real router.
 type env struct {
-	t      *testing.T
-	st     *store.Store
-	srv    *httptest.Server
-	backup func() (time.Time, int64)
+	t   *testing.T
+	st  *store.Store
+	srv *httptest.Server
 }
 
 type envOpt func(*Deps)
@@ -124,8 +122,3 @@ func out(ext, to, text string) *store.Message {
 	return &store.Message{Provider: store.ProviderInfobip, ExternalID: ext, From: bizNumber, To: to,
 		Type: store.TypeText, Text: text}
 }
-
-func at(sec int) time.Time { return time.Date(2024, 5, 1, 12, 0, sec, 0, time.UTC) }
-
-// has reports whether s contains sub, for readable require messages.
-func has(s, sub string) bool { return strings.Contains(s, sub) }

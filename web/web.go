@@ -63,6 +63,16 @@ func New(d Deps) (*Server, error) {
 	return &Server{d: d, log: d.Log.With("component", "web"), pages: p}, nil
 }
 
+// Must is New for main: the templates and static files are embedded at
+// build time, so an error here is a bug the tests catch, and serve stops
+// before listening.
+func Must(s *Server, err error) *Server {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
 // Register mounts the agents' routes on r, each behind the agent
 // credentials.
 func (s *Server) Register(r *mux.Router) {
