@@ -141,9 +141,26 @@ func checkMessages(tx *bolt.Tx, add addFunc) {
 		return nil
 	})
 	_ = ext.ForEach(func(k, v []byte) error {
-		if len(v) > 0 && msgs.Get(v) == nil {
-			add("ext %q points at missing message %s", k, v)
+		if len(v) == 0 {
+			return nil // a consumed reaction or deletion
 		}
+		mv := msgs.Get(v)
+		if mv == nil {
+			add("ext %q points at missing message %s", k, v)
+			return nil
+		}
+		// The entry must be one of the message's own ids, or a resend of
+		// some other message would be answered as its duplicate.
+		var m Message
+		if decode(mv, &m) != nil {
+			return nil // reported above
+		}
+		for _, e := range append([]string{m.ExternalID}, m.Aliases...) {
+			if string(extKey(m.Provider, e)) == string(k) {
+				return nil
+			}
+		}
+		add("ext %q points at message %s, which has no such id", k, v)
 		return nil
 	})
 	_ = convs.ForEach(func(k, v []byte) error {

@@ -216,6 +216,9 @@ func TestCheckFindsBrokenIndexes(t *testing.T) {
 		{"stale ext entry", func(tx *bolt.Tx, f *fixtureIDs) error {
 			return tx.Bucket(bucketExt).Put(extKey(ProviderInfobip, "ghost"), []byte("01ARZ3NDEKTSV4RRFFQ69G5FAV"))
 		}, `ext "infobip\x00ghost" points at missing message`},
+		{"ext entry for another message's id", func(tx *bolt.Tx, f *fixtureIDs) error {
+			return tx.Bucket(bucketExt).Put(extKey(ProviderCM, "in-0"), []byte(f.msg))
+		}, `ext "cm\x00in-0" points at message`},
 		{"ext entry lost", func(tx *bolt.Tx, f *fixtureIDs) error {
 			return tx.Bucket(bucketExt).Delete(extKey(ProviderInfobip, "in-0"))
 		}, "ext index for infobip/in-0 missing"},
