@@ -368,7 +368,9 @@ func TestInfobipPosts(t *testing.T) {
 		{name: "from of the wrong type", file: "bad_from_number.json", status: 400, errHas: []string{"results[0].from: expected a string, got JSON number"}},
 		{name: "unparseable receivedAt", file: "bad_received_at.json", status: 400, errHas: []string{"results[0].receivedAt", "19/07/2019 11:21", "not a timestamp"}},
 		{name: "unparseable seenAt", file: "bad_seen_at.json", status: 400, errHas: []string{"results[0].seenAt", "not a timestamp"}, outbound: []string{"out-dlr-1"},
-			check: func(t *testing.T, e *testEnv) { require.Equal(t, store.StatusQueued, e.byExternalID(t, "out-dlr-1").Status) }},
+			check: func(t *testing.T, e *testEnv) {
+				require.Equal(t, store.StatusQueued, e.byExternalID(t, "out-dlr-1").Status)
+			}},
 		{name: "unparseable doneAt", file: "bad_done_at.json", status: 400, errHas: []string{"results[0].doneAt", "not a timestamp"}},
 		{name: "latitude out of range", file: "bad_latitude.json", status: 400, errHas: []string{"results[0].message.latitude", "91.5", "out of range"}},
 		{name: "longitude out of range", file: "bad_longitude.json", status: 400, errHas: []string{"results[0].message.longitude", "-180.01", "out of range"}},
