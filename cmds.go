@@ -103,30 +103,57 @@ func runMigrate(_ context.Context, args []string, stdout, stderr io.Writer) erro
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("backup", "backup (--db FILE | --url http://HOST:PORT) OUT", stderr)
 	dbPath := fs.String("db", "", "copy a stopped service's database file")
+	rawURL := fs.String("url", "", "copy from a running service through GET /admin/backup")
+	user := fs.String("user", "", "agent login for --url (default $IMCHANNEL_USER)")
+	password := fs.String("password", "", "agent password for --url (default $IMCHANNEL_PASSWORD; prefer the variable, flags show in ps)")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 || *dbPath == "" {
+	if fs.NArg() != 1 || (*dbPath == "") == (*rawURL == "") {
 		fs.Usage()
-		return &exitError{2, errors.New("backup: need --db FILE and OUT")}
+		return &exitError{2, errors.New("backup: need exactly one of --db FILE or --url URL, and OUT")}
 	}
 	out := fs.Arg(0)
-	db, err := store.OpenBolt(*dbPath, true, 5*time.Second)
+	prog := newProgress(stderr, "backup", *quiet)
+	var write func(w io.Writer) error
+	if *dbPath != "" {
+		db, err := store.OpenBolt(*dbPath, true, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		write = func(w io.Writer) error {
+			return db.View(func(tx *bolt.Tx) error {
+				prog.begin(tx.Size())
+				if _, err := tx.WriteTo(prog.writer(w)); err != nil {
+					return fmt.Errorf("backup: %w", err)
+				}
+				prog.finish()
+				return nil
+			})
+		}
+	} else {
+		u, ui, err := backupURL(*rawURL)
+		if err != nil {
+			return &exitError{2, err}
+		}
+		name, pass := *user, *password
+		if ui != nil {
+			name = ui.Username()
+			pass, _ = ui.Password()
+		}
+		if name == "" {
+			name = os.Getenv("IMCHANNEL_USER")
+		}
+		if pass == "" {
+			pass = os.Getenv("IMCHANNEL_PASSWORD")
+		}
+		write = func(w io.Writer) error { return fetchBackup(ctx, u, name, pass, w, prog) }
+	}
+	n, err := writeChecked(out, write)
 	if err != nil {
 		return err
-	}
-	n, err := store.BackupDB(db, out)
-	_ = db.Close()
-	if err != nil {
-		return err
-	}
-	problems, err := checkFile(out)
-	if err != nil {
-		return err
-	}
-	if len(problems) > 0 {
-		_ = os.Remove(out)
-		return fmt.Errorf("backup failed its check (%s), removed it", problems[0])
 	}
 	fmt.Fprintf(stdout, "wrote %s (%d bytes), check ok\n", out, n)
 	return nil
@@ -135,6 +162,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func runCompact(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("compact", "compact --db FILE OUT", stderr)
 	dbPath := fs.String("db", "", "database file (the service must be stopped)")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -151,28 +179,98 @@ func runCompact(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer src.Close()
-	tmp := out + ".compacting"
-	dst, err := bolt.Open(tmp, 0o600, nil)
+	before, err := os.Stat(*dbPath)
 	if err != nil {
-		return fmt.Errorf("compact: %w", err)
-	}
-	if err := bolt.Compact(dst, src, 64<<20); err != nil {
-		_ = dst.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("compact: %w", err)
-	}
-	if err := dst.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, out); err != nil {
+	// The pages in use are what the compacted file will hold, roughly:
+	// the measure for the progress line.
+	var inUse int64
+	_ = src.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			st := b.Stats()
+			inUse += int64(st.BranchAlloc + st.LeafAlloc)
+			return nil
+		})
+	})
+	prog := newProgress(stderr, "compact", *quiet)
+	n, err := writeChecked(out, func(w io.Writer) error {
+		// bbolt needs a path, not a writer: compact into the (still
+		// empty) temp file by its name.
+		f := w.(*os.File)
+		dst, err := bolt.Open(f.Name(), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+		if err != nil {
+			return fmt.Errorf("compact: %w", err)
+		}
+		prog.begin(inUse)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t := time.NewTicker(progressEvery / 5)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					s := dst.Stats()
+					prog.set(min(s.TxStats.GetPageAlloc(), inUse*99/100))
+				}
+			}
+		}()
+		err = bolt.Compact(dst, src, 8<<20)
+		close(stop)
+		<-done
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("compact: %w", err)
+		}
+		prog.set(inUse)
+		prog.finish()
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	before, _ := os.Stat(*dbPath)
-	after, _ := os.Stat(out)
-	fmt.Fprintf(stdout, "compacted %s (%d bytes) into %s (%d bytes)\n", *dbPath, before.Size(), out, after.Size())
+	saved := "nothing to reclaim"
+	if d := before.Size() - n; d > 0 {
+		saved = humanBytes(d) + " reclaimed"
+	}
+	fmt.Fprintf(stdout, "compacted %s (%d bytes) into %s (%d bytes): %s\n", *dbPath, before.Size(), out, n, saved)
 	return nil
 }
 
-func runErase(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("erase: not implemented yet")
+func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("erase", "erase --db FILE --number N", stderr)
+	dbPath := fs.String("db", "", "database file (the service must be stopped; online: DELETE /api/v1/customers/{number})")
+	number := fs.String("number", "", "the customer's phone number, any format")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 || *dbPath == "" || *number == "" {
+		fs.Usage()
+		return &exitError{2, errors.New("erase: need --db FILE and --number N")}
+	}
+	if store.NormalizeNumber(*number) == "" {
+		return &exitError{2, fmt.Errorf("erase: --number %q has no digits", *number)}
+	}
+	if _, err := os.Stat(*dbPath); err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	st, err := store.Open(*dbPath, store.Options{NoMigrate: true})
+	if err != nil {
+		return err
+	}
+	n, err := st.EraseNumber(ctx, *number)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("erase: %w (after removing %d message(s); run it again to finish)", err, n)
+	}
+	fmt.Fprintf(stdout, "erased %d message(s); audit line recorded for number sha256 %s\n", n, store.NumberHash(*number))
+	return nil
 }

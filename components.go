@@ -14,6 +14,7 @@ import (
 // registerComponents mounts each component's routes. Each component gets
 // exactly what it uses; they never import each other.
 func (a *app) registerComponents(r *mux.Router) {
+	a.registerOps(r) // first: DELETE /api/v1/customers/{number} beside web's /api/v1
 	webhook.New(webhook.Deps{
 		Store:            a.store,
 		Log:              a.log,
@@ -39,7 +40,12 @@ func (a *app) workers() []func(context.Context) {
 	var ws []func(context.Context)
 	ws = append(ws, media.NewFetcher(a.store, a.log, a.metrics, media.FromConfig(a.cfg)).Run)
 	ws = append(ws, outbound.NewDispatcher(a.outboundDeps()).Run)
-	// media fetcher, outbox dispatcher, retention, scheduled backups.
+	if a.cfg.Retention.Days > 0 {
+		ws = append(ws, a.retentionWorker)
+	}
+	if a.cfg.Backup.Dir != "" {
+		ws = append(ws, a.backupWorker)
+	}
 	return ws
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -71,7 +72,9 @@ type app struct {
 	started time.Time
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+// newApp opens the store with the metrics wired in: what serve runs, and
+// what in-process tests build their router from. The caller closes a.store.
+func newApp(cfg config.Config, log *slog.Logger) (*app, error) {
 	m := metrics.New()
 	st, err := store.Open(cfg.DB, store.Options{
 		Logger: log,
@@ -81,10 +84,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		},
 	})
 	if err != nil {
+		return nil, err
+	}
+	return &app{cfg: cfg, log: log, store: st, metrics: m, started: time.Now()}, nil
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	a, err := newApp(cfg, log)
+	if err != nil {
 		return err
 	}
+	st := a.store
 	defer st.Close()
-	a := &app{cfg: cfg, log: log, store: st, metrics: m, started: time.Now()}
 	for _, w := range a.openGroups() {
 		log.Warn("route group has no credentials configured and is open (loopback only)", "group", w)
 	}
@@ -200,20 +211,56 @@ func (a *app) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	a.metrics.Handler().ServeHTTP(w, r)
 }
 
+// serveBackup streams a consistent copy of the database from one read
+// transaction while ingest carries on (a bbolt reader never blocks the
+// writer). The copy's size is known once that transaction starts, so it is
+// sent as Content-Length and a client can tell a cut-off stream from a
+// whole one.
 func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="imchannel-backup.db"`)
-	w.Header().Set("X-Backup-Size", fmt.Sprint(a.store.BackupSize()))
-	// The copy is written from one read transaction; its size is known
-	// once that transaction starts, so it is sent as Content-Length there.
+	log := a.log.With("component", "backup")
+	start := time.Now()
+	var size, n int64
 	err := a.store.View(func(tx *bolt.Tx) error {
-		w.Header().Set("Content-Length", fmt.Sprint(tx.Size()))
-		_, err := tx.WriteTo(w)
+		size = tx.Size()
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Disposition", `attachment; filename="imchannel-backup.db"`)
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		h.Set("Cache-Control", "no-store")
+		dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), idle: a.cfg.Limits.WriteTimeout.Duration}
+		var err error
+		n, err = tx.WriteTo(dw)
 		return err
 	})
 	if err != nil {
-		a.log.Error("backup stream failed", "err", err)
+		// The status is gone already; the client sees a short body.
+		log.Warn("backup stream cut off", "err", err, "sent", n, "size", size)
+		return
 	}
+	if err := a.store.RecordBackup(context.WithoutCancel(r.Context()), start, size); err != nil {
+		log.Warn("could not record the backup", "err", err)
+	}
+	log.Info("backup streamed", "bytes", size, "ms", time.Since(start).Milliseconds())
+}
+
+// deadlineWriter pushes the connection's write deadline forward while a
+// long backup keeps making progress: the server's write_timeout then bounds
+// a stalled client, not the size of the database.
+type deadlineWriter struct {
+	w    io.Writer
+	rc   *http.ResponseController
+	idle time.Duration
+	last time.Time
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if d.idle > 0 {
+		if now := time.Now(); now.Sub(d.last) > time.Second {
+			_ = d.rc.SetWriteDeadline(now.Add(d.idle))
+			d.last = now
+		}
+	}
+	return d.w.Write(p)
 }
 
 // statusRecorder captures the status for the request log.
