@@ -540,13 +540,19 @@ type cmStatusDetail struct {
 // cmStatuses maps CM's status (numeric code or name, lower case) to ours
 // and the name shown on the timeline.
 var cmStatuses = map[string]struct{ status, name string }{
-	"0": {store.StatusSent, "Accepted"}, "accepted": {store.StatusSent, "Accepted"},
-	"sent": {store.StatusSent, "Sent"},
-	"1":    {store.StatusFailed, "Rejected"}, "rejected": {store.StatusFailed, "Rejected"},
-	"2": {store.StatusDelivered, "Delivered"}, "delivered": {store.StatusDelivered, "Delivered"},
-	"3": {store.StatusFailed, "Failed"}, "failed": {store.StatusFailed, "Failed"},
-	"4": {store.StatusSeen, "Read"}, "read": {store.StatusSeen, "Read"},
-	"cancelled": {store.StatusFailed, "Cancelled"}, "canceled": {store.StatusFailed, "Cancelled"},
+	"0":         {store.StatusSent, "Accepted"},
+	"accepted":  {store.StatusSent, "Accepted"},
+	"sent":      {store.StatusSent, "Sent"},
+	"1":         {store.StatusFailed, "Rejected"},
+	"rejected":  {store.StatusFailed, "Rejected"},
+	"2":         {store.StatusDelivered, "Delivered"},
+	"delivered": {store.StatusDelivered, "Delivered"},
+	"3":         {store.StatusFailed, "Failed"},
+	"failed":    {store.StatusFailed, "Failed"},
+	"4":         {store.StatusSeen, "Read"},
+	"read":      {store.StatusSeen, "Read"},
+	"cancelled": {store.StatusFailed, "Cancelled"},
+	"canceled":  {store.StatusFailed, "Cancelled"},
 }
 
 func (h *Handler) cmStatus(w http.ResponseWriter, r *http.Request) {
@@ -595,7 +601,7 @@ func parseCMStatus(body []byte) ([]store.Report, error) {
 	raw := bytes.TrimSpace(p.Messages.Msg)
 	var msgs []cmStatusMsg
 	switch {
-	case cmIsEmpty(raw):
+	case string(raw) != "[]" && cmIsEmpty(raw):
 		return nil, cmInvalid("messages.msg is required")
 	case raw[0] == '{':
 		var one cmStatusMsg
