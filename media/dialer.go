@@ -72,34 +72,37 @@ func blockedReason(ip netip.Addr) string {
 // controlFunc checks the address actually being connected to — after DNS
 // resolution, on every connection, so redirects and DNS rebinding meet the
 // same check.
-func controlFunc(allowPrivate bool) func(network, address string, c syscall.RawConn) error {
+func controlFunc(policy func(netip.AddrPort) string) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, _ syscall.RawConn) error {
-		if allowPrivate {
-			return nil
-		}
-		host, _, err := net.SplitHostPort(address)
+		ap, err := netip.ParseAddrPort(address)
 		if err != nil {
-			return &BlockedError{Reason: fmt.Sprintf("malformed address %q", address)}
+			return &BlockedError{Reason: fmt.Sprintf("address %q is not an IP and port", address)}
 		}
-		ip, err := netip.ParseAddr(host)
-		if err != nil {
-			return &BlockedError{Reason: fmt.Sprintf("address %q is not an IP", host)}
-		}
-		if reason := blockedReason(ip); reason != "" {
+		if reason := policy(ap); reason != "" {
 			return &BlockedError{Reason: reason}
 		}
 		return nil
 	}
 }
 
+// defaultPolicy refuses non-public addresses unless allowPrivate.
+func defaultPolicy(allowPrivate bool) func(netip.AddrPort) string {
+	return func(ap netip.AddrPort) string {
+		if allowPrivate {
+			return ""
+		}
+		return blockedReason(ap.Addr())
+	}
+}
+
 // newClient builds the fetching client: no proxy (a proxy would dial on our
 // behalf and bypass the address check), bounded connect, TLS and total time,
 // redirects capped and limited to http(s).
-func newClient(cfg Config) *http.Client {
+func newClient(cfg Config, policy func(netip.AddrPort) string) *http.Client {
 	dialer := &net.Dialer{
 		Timeout:   cfg.ConnectTimeout,
 		KeepAlive: 30 * time.Second,
-		Control:   controlFunc(cfg.AllowPrivateHosts),
+		Control:   controlFunc(policy),
 	}
 	tr := &http.Transport{
 		Proxy:                 nil,

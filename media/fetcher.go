@@ -116,7 +116,7 @@ func NewFetcher(st *store.Store, log *slog.Logger, m *metrics.Metrics, cfg Confi
 	}
 	return &Fetcher{
 		st: st, log: log.With("component", "media"), metrics: m, cfg: cfg,
-		client:   newClient(cfg),
+		client:   newClient(cfg, defaultPolicy(cfg.AllowPrivateHosts)),
 		inflight: map[string]bool{},
 		kick:     make(chan struct{}, 1),
 	}

@@ -277,3 +277,28 @@ func (r *BlobReader) Seek(offset int64, whence int) (int64, error) {
 	r.off = offset
 	return offset, nil
 }
+
+// Blob returns the blob stored under a hex SHA-256.
+func (s *Store) Blob(sha256Hex string) (*Blob, error) {
+	sum, err := hex.DecodeString(sha256Hex)
+	if err != nil || len(sum) != 32 {
+		return nil, Errorf(ErrInvalid, "%q is not a hex sha256", sha256Hex)
+	}
+	var b *Blob
+	err = s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		b, err = (&Tx{tx: tx, s: s}).getBlob(sum)
+		return err
+	})
+	return b, err
+}
+
+// BlobCounts reports how many blobs and chunks are stored.
+func (s *Store) BlobCounts() (blobs, chunks int) {
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		blobs = tx.Bucket(bucketBlobs).Stats().KeyN
+		chunks = tx.Bucket(bucketChunks).Stats().KeyN
+		return nil
+	})
+	return blobs, chunks
+}
