@@ -1,0 +1,108 @@
+package webhook
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"unicode/utf8"
+
+	"imchannel/store"
+)
+
+// addSeeds adds every file matching pattern (relative to the repository's
+// testdata/) to f's seed corpus.
+func addSeeds(f *testing.F, patterns ...string) {
+	f.Helper()
+	n := 0
+	for _, pattern := range patterns {
+		files, err := filepath.Glob(filepath.Join("..", "testdata", pattern))
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, p := range files {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+			n++
+		}
+	}
+	if n == 0 {
+		f.Fatalf("no seed files for %v", patterns)
+	}
+}
+
+// invalidOnly fails unless err is nil or an Invalid error: a parser's
+// every refusal must become a 400 naming the problem, never a 500.
+func invalidOnly(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("parser error is not Invalid (would answer %v): %v", err, err)
+	}
+	if err != nil && !utf8.ValidString(err.Error()) {
+		t.Fatalf("error message is not valid UTF-8: %q", err.Error())
+	}
+}
+
+// FuzzInfobip: the CTLive IM channel parser (inbound messages, delivery
+// and seen reports) never panics, refuses only with Invalid, and what it
+// accepts names every message and report by its external id.
+func FuzzInfobip(f *testing.F) {
+	addSeeds(f, "infobip/*.json")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := parseInfobip(body)
+		invalidOnly(t, err)
+		if err != nil {
+			return
+		}
+		for _, m := range b.msgs {
+			if m.ExternalID == "" {
+				t.Fatalf("accepted a message without messageId: %+v", m)
+			}
+			if m.Type == "" {
+				t.Fatalf("accepted a message without a type: %+v", m)
+			}
+		}
+		for _, r := range b.reports {
+			if r.ExternalID == "" || r.Status == "" {
+				t.Fatalf("accepted a report without messageId or status: %+v", r)
+			}
+		}
+	})
+}
+
+// FuzzCMMO: the CM.com MO parser never panics, refuses only with Invalid,
+// and an accepted message has a reference and a type.
+func FuzzCMMO(f *testing.F) {
+	addSeeds(f, "cm/*.json")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := parseCMMO(body)
+		invalidOnly(t, err)
+		if err != nil {
+			return
+		}
+		if m == nil || m.ExternalID == "" || m.Type == "" {
+			t.Fatalf("accepted an MO without reference or type: %+v", m)
+		}
+	})
+}
+
+// FuzzCMStatus: the CM.com status-report parser never panics, refuses only
+// with Invalid, and every accepted report names its reference and status.
+func FuzzCMStatus(f *testing.F) {
+	addSeeds(f, "cm/status_*.json")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		reps, err := parseCMStatus(body)
+		invalidOnly(t, err)
+		if err != nil {
+			return
+		}
+		for _, r := range reps {
+			if r.ExternalID == "" || r.Status == "" {
+				t.Fatalf("accepted a report without reference or status: %+v", r)
+			}
+		}
+	})
+}
