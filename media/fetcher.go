@@ -79,12 +79,15 @@ func (c *Config) defaults() {
 	if c.RetryFor <= 0 {
 		c.RetryFor = 24 * time.Hour
 	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 10 * time.Minute
+	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 5 * time.Second
 	}
-	if c.MaxBackoff < c.MinBackoff {
-		c.MaxBackoff = max(c.MinBackoff, 10*time.Minute)
-	}
+	// A cap below the first step lowers the first step (max_backoff alone
+	// is enough to make retries fast).
+	c.MinBackoff = min(c.MinBackoff, c.MaxBackoff)
 	if c.MaxRedirects <= 0 {
 		c.MaxRedirects = 5
 	}
