@@ -527,3 +527,5 @@ func mustReq(t testing.TB, method, url string) *http.Request {
 	require.NoError(t, err)
 	return r
 }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
