@@ -54,6 +54,15 @@ type cmParty struct {
 	Name   string `json:"name"`
 }
 
+// UnmarshalJSON also takes a bare number string, the shape CM's MT side uses.
+func (p *cmParty) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '"' {
+		return json.Unmarshal(t, &p.Number)
+	}
+	type plain cmParty
+	return json.Unmarshal(b, (*plain)(p))
+}
+
 type cmMessage struct {
 	Text   string          `json:"text"`
 	Media  *cmMedia        `json:"media"`
@@ -70,10 +79,10 @@ type cmMedia struct {
 }
 
 type cmLocation struct {
-	Latitude    *cmFloat `json:"latitude"`
-	Longitude   *cmFloat `json:"longitude"`
-	Label       string   `json:"label"`
-	SearchQuery string   `json:"searchQuery"`
+	Latitude    json.RawMessage `json:"latitude"`
+	Longitude   json.RawMessage `json:"longitude"`
+	Label       string          `json:"label"`
+	SearchQuery string          `json:"searchQuery"`
 }
 
 type cmButton struct {
@@ -100,24 +109,24 @@ type cmFlowReply struct {
 	ResponseJSON json.RawMessage `json:"response_json"`
 }
 
-// cmFloat accepts a JSON number or a numeric string.
-type cmFloat float64
-
-func (f *cmFloat) UnmarshalJSON(b []byte) error {
-	s := strings.TrimSpace(string(b))
-	if strings.HasPrefix(s, `"`) {
+// cmCoord reads a coordinate: a JSON number or a numeric string.
+func cmCoord(raw json.RawMessage, field string) (float64, error) {
+	if cmIsEmpty(raw) {
+		return 0, cmInvalid("%s is required", field)
+	}
+	v := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(v, `"`) {
 		var str string
-		if err := json.Unmarshal(b, &str); err != nil {
-			return err
+		if err := json.Unmarshal(raw, &str); err != nil {
+			return 0, cmFieldErr(field, err)
 		}
-		s = strings.TrimSpace(str)
+		v = strings.TrimSpace(str)
 	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return fmt.Errorf("%q is not a number", s)
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, cmInvalid("%s %s is not a number", field, raw)
 	}
-	*f = cmFloat(v)
-	return nil
+	return f, nil
 }
 
 // cmCustomKnown are the custom keys we understand; anything else is
@@ -307,19 +316,22 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 		if err := json.Unmarshal(raw, &l); err != nil {
 			return cmFieldErr("message.custom.location", err)
 		}
-		switch {
-		case l.Latitude == nil:
-			return cmInvalid("message.custom.location.latitude is required")
-		case l.Longitude == nil:
-			return cmInvalid("message.custom.location.longitude is required")
-		case *l.Latitude < -90 || *l.Latitude > 90:
-			return cmInvalid("message.custom.location.latitude %v is out of range (-90 to 90)", float64(*l.Latitude))
-		case *l.Longitude < -180 || *l.Longitude > 180:
-			return cmInvalid("message.custom.location.longitude %v is out of range (-180 to 180)", float64(*l.Longitude))
+		lat, err := cmCoord(l.Latitude, "message.custom.location.latitude")
+		if err != nil {
+			return err
+		}
+		lon, err := cmCoord(l.Longitude, "message.custom.location.longitude")
+		if err != nil {
+			return err
+		}
+		if lat < -90 || lat > 90 {
+			return cmInvalid("message.custom.location.latitude %v is out of range (-90 to 90)", lat)
+		}
+		if lon < -180 || lon > 180 {
+			return cmInvalid("message.custom.location.longitude %v is out of range (-180 to 180)", lon)
 		}
 		m.Type, m.Text = store.TypeLocation, text
-		m.Location = &store.Location{Latitude: float64(*l.Latitude), Longitude: float64(*l.Longitude),
-			Name: l.Label, Address: l.SearchQuery}
+		m.Location = &store.Location{Latitude: lat, Longitude: lon, Name: l.Label, Address: l.SearchQuery}
 		return nil
 	}
 	if raw, ok := custom["contacts"]; ok {
