@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// scrape reads /metrics (agent credentials) into series → value, where a
+// series is the exposition's `name{labels}` text.
+func scrape(t *testing.T, e *opsEnv) map[string]float64 {
+	t.Helper()
+	status, body := e.do(t, http.MethodGet, "/metrics", nil, asAgent)
+	require.Equal(t, http.StatusOK, status)
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		require.NoError(t, err, line)
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// sum adds every series of a family whose labels contain each of want
+// (`key="value"` pieces).
+func sum(m map[string]float64, family string, want ...string) float64 {
+	var s float64
+	for k, v := range m {
+		name, labels, _ := strings.Cut(k, "{")
+		if name != family {
+			continue
+		}
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(labels, w)
+		}
+		if ok {
+			s += v
+		}
+	}
+	return s
+}
+
+// TestOpsMetricsMove sends webhook traffic through the real router and
+// finds the counters moved on /metrics.
+func TestOpsMetricsMove(t *testing.T) {
+	e := opsNewEnv(t)
+	ctx := context.Background()
+	status, _ := e.do(t, http.MethodGet, "/metrics", nil, nil)
+	require.Equal(t, http.StatusUnauthorized, status, "metrics need agent credentials")
+	before := scrape(t, e)
+
+	client := e.srv.Client()
+	require.NoError(t, e.postInbound(ctx, client, "m-1", opsCustomerNum1, "one"))
+	require.NoError(t, e.postInbound(ctx, client, "m-2", opsCustomerNum1, "two"))
+	require.NoError(t, e.postInbound(ctx, client, "m-1", opsCustomerNum1, "one again"))
+	status, _ = e.do(t, http.MethodPost, "/imchannel/message", []byte(`{"results": 7}`), asInbound)
+	require.Equal(t, http.StatusBadRequest, status)
+	status, _ = e.do(t, http.MethodPost, "/imchannel/message", opsInfobipText("m-3", opsCustomerNum1, "x"), nil)
+	require.Equal(t, http.StatusUnauthorized, status)
+
+	after := scrape(t, e)
+	delta := func(family string, labels ...string) float64 {
+		return sum(after, family, labels...) - sum(before, family, labels...)
+	}
+	p := `provider="infobip"`
+	require.Equal(t, 3.0, delta("imchannel_inbound_posts_total", p))
+	require.Equal(t, 2.0, delta("imchannel_inbound_messages_total", p))
+	require.Equal(t, 1.0, delta("imchannel_inbound_duplicates_total", p))
+	require.GreaterOrEqual(t, delta("imchannel_rejections_total"), 2.0, "a malformed post and a wrong login")
+	route := `route="/imchannel/message"`
+	require.Equal(t, 3.0, delta("imchannel_http_request_duration_seconds_count", route, `code="200"`, `method="POST"`))
+	require.Equal(t, 1.0, delta("imchannel_http_request_duration_seconds_count", route, `code="400"`))
+	require.Equal(t, 1.0, delta("imchannel_http_request_duration_seconds_count", route, `code="401"`))
+	require.Positive(t, delta("imchannel_http_request_duration_seconds_sum", route))
+	require.GreaterOrEqual(t, delta("imchannel_http_request_duration_seconds_count", `route="/metrics"`), 1.0)
+	require.GreaterOrEqual(t, delta("imchannel_commit_batch_size_count"), 2.0, "two posts that wrote")
+	require.GreaterOrEqual(t, delta("imchannel_commit_batch_size_sum"), 2.0)
+	require.GreaterOrEqual(t, delta("imchannel_commit_duration_seconds_count"), 2.0)
+	require.Positive(t, after["imchannel_db_size_bytes"])
+	for _, family := range []string{"imchannel_outbox_depth", "imchannel_media_bytes_total", "imchannel_media_failures_total"} {
+		_, ok := after[family]
+		require.True(t, ok, "%s is exported", family)
+	}
+}
