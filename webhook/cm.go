@@ -205,7 +205,7 @@ func (h *Handler) cmQueueWelcome(r *http.Request, m *store.Message) error {
 		return fmt.Errorf("queue welcome: %w", err)
 	}
 	if queued {
-		h.log.Info("welcome queued", "provider", prov, "customer", m.From, "request", m.ExternalID)
+		h.log.Info("welcome queued", "provider", prov, "request", m.ExternalID)
 	}
 	return nil
 }

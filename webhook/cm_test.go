@@ -69,7 +69,7 @@ func TestCMInboundKinds(t *testing.T) {
 		{"product_retailer_id":"cmcomdevelop-frisbee","quantity":"99","item_price":"15","currency":"EUR"},
 		{"product_retailer_id":"cmcomdevelop-coaster","quantity":"99","item_price":"7","currency":"EUR"},
 		{"product_retailer_id":"cmcomdevelop-mousepad","quantity":"99","item_price":"9.99","currency":"EUR"}],"text":null}`
-	media := func(typ, ct, file string) func(*testing.T, *testEnv, *store.Message) {
+	media := func(ct, file string) func(*testing.T, *testEnv, *store.Message) {
 		return func(t *testing.T, e *testEnv, m *store.Message) {
 			require.NotNil(t, m.Media)
 			require.Equal(t, store.MediaPending, m.Media.State, "the URL goes to the media fetcher")
@@ -158,17 +158,17 @@ func TestCMInboundKinds(t *testing.T) {
 				require.Zero(t, st.OutboxDepth, "no [welcome] text configured: nothing queued")
 			}},
 		{file: "media_image.json", ext: "img00000000000000000000000000001", typ: store.TypeImage, from: cmCustomer, to: cmBusiness,
-			name: "John Doe", capt: "Look at this", at: "2024-02-21T10:01:34Z", check: media(store.TypeImage, "image/jpeg", "photo.jpg")},
+			name: "John Doe", capt: "Look at this", at: "2024-02-21T10:01:34Z", check: media("image/jpeg", "photo.jpg")},
 		{file: "media_gif.json", ext: "gif00000000000000000000000000002", typ: store.TypeVideo, from: cmCustomer, to: cmBusiness,
-			name: "John Doe", at: "2024-02-21T10:01:34Z", check: media(store.TypeVideo, "video/mp4", "")},
+			name: "John Doe", at: "2024-02-21T10:01:34Z", check: media("video/mp4", "")},
 		{file: "media_sticker.json", ext: "stk00000000000000000000000000003", typ: store.TypeSticker, from: cmCustomer, to: cmBusiness,
-			name: "John Doe", at: "2024-02-21T10:01:34Z", check: media(store.TypeSticker, "image/webp", "")},
+			name: "John Doe", at: "2024-02-21T10:01:34Z", check: media("image/webp", "")},
 		{file: "media_audio.json", ext: "aud00000000000000000000000000004", typ: store.TypeAudio, from: cmCustomer, to: cmBusiness,
-			name: "John Doe", at: "2024-02-21T10:01:34Z", check: media(store.TypeAudio, "audio/ogg; codecs=opus", "")},
+			name: "John Doe", at: "2024-02-21T10:01:34Z", check: media("audio/ogg; codecs=opus", "")},
 		{file: "media_document.json", ext: "doc00000000000000000000000000005", typ: store.TypeDocument, from: cmCustomer, to: cmBusiness,
-			name: "John Doe", capt: "My invoice", at: "2024-02-21T10:01:34Z", check: media(store.TypeDocument, "application/pdf", "invoice.pdf")},
+			name: "John Doe", capt: "My invoice", at: "2024-02-21T10:01:34Z", check: media("application/pdf", "invoice.pdf")},
 		{file: "media_video.json", ext: "vid00000000000000000000000000006", typ: store.TypeVideo, from: cmCustomer, to: cmBusiness,
-			name: "John Doe", at: "2024-02-21T10:01:34Z", check: media(store.TypeVideo, "video/mp4", "clip.mp4")},
+			name: "John Doe", at: "2024-02-21T10:01:34Z", check: media("video/mp4", "clip.mp4")},
 		{file: "unsupported_custom.json", ext: "wamid.unsupported-custom", typ: store.TypeUnsupported, from: cmCustomer, to: cmBusiness,
 			name: "John Doe", at: "2024-02-21T10:01:34Z",
 			check: func(t *testing.T, _ *testEnv, m *store.Message) {
