@@ -84,6 +84,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, md *store.Media) 
 	h.Set("ETag", `"`+md.SHA256+`"`)
 	h.Set("Cache-Control", "private, immutable")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// Customer-supplied bytes are served from our origin: never let them
+	// run as a page (HTML, SVG) if a browser is pointed at them directly.
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 	if d := disposition(md); d != "" {
 		h.Set("Content-Disposition", d)
 	}

@@ -51,6 +51,7 @@ func TestServeHeadersAndBody(t *testing.T) {
 	require.Equal(t, `"`+sum(data)+`"`, resp.Header.Get("ETag"))
 	require.Equal(t, "private, immutable", resp.Header.Get("Cache-Control"))
 	require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"))
+	require.Equal(t, "default-src 'none'; sandbox", resp.Header.Get("Content-Security-Policy"))
 	require.Equal(t, "bytes", resp.Header.Get("Accept-Ranges"))
 	require.Equal(t, `attachment; filename*=utf-8''Q3%20%22report%22%3B%20%C3%A9valuation.pdf`, resp.Header.Get("Content-Disposition"))
 

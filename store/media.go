@@ -239,10 +239,25 @@ func ReconcileType(declared, sniffed string) (contentType, disagreeing string) {
 	if declared == "" {
 		return sniffed, ""
 	}
-	if baseType(sniffed) == "application/octet-stream" || baseType(sniffed) == baseType(declared) {
+	if baseType(sniffed) == "application/octet-stream" || container(sniffed) == container(declared) {
 		return declared, ""
 	}
 	return declared, sniffed
+}
+
+// container reduces audio and video types to their container, so that a
+// voice note declared audio/ogg and sniffed application/ogg, or an m4a
+// declared audio/mp4 and sniffed video/mp4, agree.
+func container(ct string) string {
+	mt := baseType(ct)
+	switch mt {
+	case "application/ogg", "audio/opus":
+		return "ogg"
+	}
+	if major, sub, ok := strings.Cut(mt, "/"); ok && (major == "audio" || major == "video") {
+		return sub
+	}
+	return mt
 }
 
 func baseType(ct string) string {
@@ -264,16 +279,24 @@ func (t *Tx) pendingMedia(id string) (*Media, bool, error) {
 }
 
 // MarkMediaFetched stores fetched bytes and marks the media cached.
-// contentType is the response's; sniffed is http.DetectContentType's.
+// contentType is the response's (falling back to the webhook's when the
+// response has none or says application/octet-stream); sniffed is
+// http.DetectContentType's, kept when it disagrees.
 func (s *Store) MarkMediaFetched(ctx context.Context, id string, src BlobSource, contentType, sniffed string) (*Media, error) {
 	var out *Media
-	ct, disagree := ReconcileType(contentType, sniffed)
 	err := s.Update(ctx, func(t *Tx) error {
 		md, ok, err := t.pendingMedia(id)
 		if err != nil || !ok {
 			out = md
 			return err
 		}
+		// A response without a real type falls back to the type the
+		// webhook announced.
+		declared := contentType
+		if md.ContentType != "" && (declared == "" || baseType(declared) == "application/octet-stream") {
+			declared = md.ContentType
+		}
+		ct, disagree := ReconcileType(declared, sniffed)
 		if err := t.dequeueMedia(md); err != nil {
 			return err
 		}

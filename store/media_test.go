@@ -110,6 +110,9 @@ func TestMediaReconcileType(t *testing.T) {
 		{"image/jpeg", "image/png", "image/jpeg", "image/png"},
 		{"text/plain", "text/plain; charset=utf-8", "text/plain", ""},
 		{"audio/ogg; codecs=opus", "application/octet-stream", "audio/ogg; codecs=opus", ""},
+		{"audio/ogg", "application/ogg", "audio/ogg", ""},
+		{"audio/mp4", "video/mp4", "audio/mp4", ""},
+		{"image/webp", "video/webm", "image/webp", "video/webm"},
 	} {
 		ct, dis := ReconcileType(c.declared, c.sniffed)
 		require.Equal(t, c.ct, ct, c)
@@ -184,5 +187,31 @@ func TestMediaFailedCounter(t *testing.T) {
 	require.Equal(t, MediaTooLarge, md.State)
 	require.Equal(t, "https://example.com/doc", md.SourceURL)
 	require.Equal(t, 0, mediaCount(t, s, bucketMediaQueue))
+	requireClean(t, s)
+}
+
+// The webhook's announced type stands in when the response has none.
+func TestMediaFetchedTypeFallsBackToWebhook(t *testing.T) {
+	s := openTemp(t, Options{})
+	ctx := context.Background()
+	var ids []string
+	for i := range 4 {
+		m := inbound(extID(i), customer, "")
+		m.Type = TypeAudio
+		m.Media = &Media{SourceURL: "https://example.com/voice", ContentType: "audio/ogg"}
+		ids = append(ids, mustMessage(t, s, saveOne(t, s, m).MessageID).Media.ID)
+	}
+	data := []byte("OggS\x00\x02 some opus")
+	for i, c := range []struct{ response, want, sniffed string }{
+		{"", "audio/ogg", ""},
+		{"application/octet-stream", "audio/ogg", ""},
+		{"audio/mpeg", "audio/mpeg", "application/ogg"},
+		{"audio/ogg; codecs=opus", "audio/ogg; codecs=opus", ""},
+	} {
+		md, err := s.MarkMediaFetched(ctx, ids[i], BytesSource(data), c.response, "application/ogg")
+		require.NoError(t, err)
+		require.Equal(t, c.want, md.ContentType, c.response)
+		require.Equal(t, c.sniffed, md.SniffedType, c.response)
+	}
 	requireClean(t, s)
 }
