@@ -1,0 +1,457 @@
+package inbound
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// seedText is seed 000's text message; %s is replaced by a unique messageId.
+const seedText = `{
+  "results": [
+    {
+      "from": "385919998888",
+      "to": "1234",
+      "integrationType": "WHATSAPP",
+      "receivedAt": "2019-07-19T11:21:27.861+0000",
+      "messageId": "%s",
+      "pairedMessageId": null,
+      "message": {
+        "type": "TEXT",
+        "text": "Support hello"
+      }
+    }
+  ]
+}`
+
+// The answers every post of one new (or resent) message must get.
+const (
+	newAnswer = `{"accepted":1,"duplicates":0}`
+	dupAnswer = `{"accepted":0,"duplicates":1}`
+)
+
+const (
+	benchUser = "ctlive"
+	benchPass = "bench-secret"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// bodies makes n seed text posts with unique messageIds under prefix.
+func bodies(prefix string, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = []byte(fmt.Sprintf(seedText, fmt.Sprintf("%s-%08d", prefix, i)))
+	}
+	return out
+}
+
+// ---- the load generator ----
+
+type phase struct {
+	name   string
+	n      int
+	dur    time.Duration
+	lat    []time.Duration
+	failed int
+	firstE string
+}
+
+func (p phase) rate() float64 { return float64(p.n) / p.dur.Seconds() }
+
+func (p phase) pct(q float64) time.Duration {
+	if len(p.lat) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(p.lat)-1))
+	return p.lat[i]
+}
+
+// run posts every body once from clients concurrent clients and measures
+// each request from send to the end of the answer. An answer other than
+// 200 with the body want (when set) counts as failed.
+func run(name, url string, posts [][]byte, clients int, auth bool, want string) phase {
+	tr := &http.Transport{MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	lat := make([]time.Duration, len(posts))
+	var next atomic.Int64
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(posts) {
+					return
+				}
+				t0 := time.Now()
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(posts[i]))
+				req.Header.Set("Content-Type", "application/json")
+				if auth {
+					req.SetBasicAuth(benchUser, benchPass)
+				}
+				resp, err := client.Do(req)
+				if err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK || (want != "" && strings.TrimSpace(string(b)) != want) {
+						err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
+					}
+				}
+				lat[i] = time.Since(t0)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	p := phase{name: name, n: len(posts), dur: time.Since(start), lat: lat, failed: int(failed.Load())}
+	if e, ok := firstErr.Load().(string); ok {
+		p.firstE = e
+	}
+	sort.Slice(p.lat, func(i, j int) bool { return p.lat[i] < p.lat[j] })
+	return p
+}
+
+// ---- the baselines: a bare handler, storing with DB.Batch or not at all ----
+
+type barePost struct {
+	Results []struct {
+		From            string `json:"from"`
+		To              string `json:"to"`
+		IntegrationType string `json:"integrationType"`
+		ReceivedAt      string `json:"receivedAt"`
+		MessageID       string `json:"messageId"`
+		PairedMessageID string `json:"pairedMessageId"`
+		Message         struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"message"`
+		Contact *struct {
+			Name string `json:"name"`
+		} `json:"contact"`
+	} `json:"results"`
+}
+
+var bareBucket = []byte("messages")
+
+// bareHandler decodes the post and, with db set, stores each result under
+// its messageId in one DB.Batch (bbolt's own batching, fsync on).
+func bareHandler(db *bolt.DB) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, `{"error":"body"}`, http.StatusRequestEntityTooLarge)
+			return
+		}
+		var p barePost
+		if err := json.Unmarshal(body, &p); err != nil || len(p.Results) == 0 {
+			http.Error(w, `{"error":"bad json"}`, http.StatusBadRequest)
+			return
+		}
+		accepted, dups := len(p.Results), 0
+		if db != nil {
+			vals := make([][]byte, len(p.Results))
+			for i, res := range p.Results {
+				vals[i], _ = json.Marshal(res)
+			}
+			err = db.Batch(func(tx *bolt.Tx) error {
+				accepted, dups = 0, 0
+				b := tx.Bucket(bareBucket)
+				for i, res := range p.Results {
+					if b.Get([]byte(res.MessageID)) != nil {
+						dups++
+						continue
+					}
+					if err := b.Put([]byte(res.MessageID), vals[i]); err != nil {
+						return err
+					}
+					accepted++
+				}
+				return nil
+			})
+			if err != nil {
+				http.Error(w, `{"error":"store"}`, http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		fmt.Fprintf(w, `{"accepted":%d,"duplicates":%d}`+"\n", accepted, dups)
+	})
+}
+
+// startBare serves bareHandler on 127.0.0.1:0 and returns its URL.
+func startBare(tb testing.TB, db *bolt.DB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http.Server{Handler: bareHandler(db), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	tb.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String() + "/imchannel/message"
+}
+
+// ---- the real binary ----
+
+// buildBinary compiles imchannel from the repository root into dir.
+func buildBinary(tb testing.TB, dir string) string {
+	tb.Helper()
+	bin := filepath.Join(dir, "imchannel")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var listeningRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+type server struct {
+	url  string
+	cmd  *exec.Cmd
+	done chan error
+	db   string
+}
+
+// startBinary runs `imchannel serve` on 127.0.0.1:0 with a fresh database
+// and the [inbound] credentials, and waits for its listening line.
+func startBinary(tb testing.TB, bin, dir string) *server {
+	tb.Helper()
+	db := filepath.Join(dir, "bench.db")
+	cfg := filepath.Join(dir, "bench.toml")
+	toml := fmt.Sprintf("addr = \"127.0.0.1:0\"\ndb = %q\n\n[inbound]\nbasic_user = %q\nbasic_password = %q\n", db, benchUser, benchPass)
+	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	s := &server{cmd: cmd, done: make(chan error, 1), db: db}
+	addr := make(chan string, 1)
+	go func() {
+		// Keep draining the request log so the server never blocks on it.
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		found := false
+		for sc.Scan() {
+			if !found {
+				if m := listeningRe.FindStringSubmatch(sc.Text()); m != nil {
+					found = true
+					addr <- m[1]
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() { s.done <- cmd.Wait() }()
+	select {
+	case a := <-addr:
+		s.url = "http://" + a + "/imchannel/message"
+	case err := <-s.done:
+		tb.Fatalf("imchannel serve exited before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		tb.Fatal("imchannel serve did not report its address within 30s")
+	}
+	tb.Cleanup(func() { s.stop(tb) })
+	return s
+}
+
+func (s *server) stop(tb testing.TB) {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			tb.Errorf("imchannel serve: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		_ = s.cmd.Process.Kill()
+		tb.Error("imchannel serve did not stop within 60s of SIGTERM")
+	}
+}
+
+// ---- the whole comparison ----
+
+// round is one pass over the four phases.
+type round struct {
+	ceiling, floor, binNew, binDup phase
+}
+
+func (r round) phases() []phase       { return []phase{r.ceiling, r.floor, r.binNew, r.binDup} }
+func (r round) newVsFloor() float64   { return r.binNew.rate() / r.floor.rate() }
+func (r round) dupVsCeiling() float64 { return r.binDup.rate() / r.ceiling.rate() }
+
+// compare builds the binary, starts it and the two baselines, and runs
+// rounds passes of the four phases, each posting n fresh messages (the
+// duplicates phase resends the new-messages phase's n). Interleaving the
+// phases in rounds keeps a burst of load from elsewhere on the machine from
+// landing on one phase only.
+func compare(tb testing.TB, n, clients, rounds int) []round {
+	tb.Helper()
+	dir := tb.TempDir()
+	bin := buildBinary(tb, dir)
+
+	ceil := startBare(tb, nil)
+	bdb, err := bolt.Open(filepath.Join(dir, "floor.db"), 0o600, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = bdb.Close() })
+	if err := bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bareBucket); return err }); err != nil {
+		tb.Fatal(err)
+	}
+	floor := startBare(tb, bdb)
+	srv := startBinary(tb, bin, dir)
+
+	warm := bodies("warm", 500)
+	run("warmup", ceil, warm, clients, false, "")
+	run("warmup", floor, warm, clients, false, "")
+	run("warmup", srv.url, warm, clients, true, newAnswer)
+
+	var rs []round
+	for i := range rounds {
+		var r round
+		r.ceiling = run("ceiling (decode only)", ceil, bodies(fmt.Sprintf("ceil%d", i), n), clients, false, newAnswer)
+		r.floor = run("floor (bbolt DB.Batch)", floor, bodies(fmt.Sprintf("floor%d", i), n), clients, false, newAnswer)
+		posts := bodies(fmt.Sprintf("bin%d", i), n)
+		r.binNew = run("imchannel, new messages", srv.url, posts, clients, true, newAnswer)
+		r.binDup = run("imchannel, duplicates only", srv.url, posts, clients, true, dupAnswer)
+		for _, p := range r.phases() {
+			if p.failed > 0 {
+				tb.Fatalf("%s: %d of %d requests failed; first: %s", p.name, p.failed, p.n, p.firstE)
+			}
+		}
+		rs = append(rs, r)
+	}
+	srv.stop(tb)
+	// The binary's file must pass its own check after the load.
+	out, err := exec.Command(bin, "check", "--db", srv.db).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("imchannel check after the load: %v\n%s", err, out)
+	}
+	return rs
+}
+
+// median returns the round whose value of f is the median.
+func median(rs []round, f func(round) float64) round {
+	s := append([]round(nil), rs...)
+	sort.Slice(s, func(i, j int) bool { return f(s[i]) < f(s[j]) })
+	return s[len(s)/2]
+}
+
+func medianOf(rs []round, f func(round) float64) float64 { return f(median(rs, f)) }
+
+func printReport(w io.Writer, rs []round, n, clients int) {
+	fmt.Fprintf(w, "\ninbound (infobip webhook): seed 000's text message, %d posts per phase, %d concurrent clients, %d rounds; load average at the end: %s\n\n",
+		n, clients, len(rs), loadavg())
+	fmt.Fprintf(w, "| round | phase | msgs/s | p50 | p99 |\n|---|---|---:|---:|---:|\n")
+	for i, r := range rs {
+		for _, p := range r.phases() {
+			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s |\n", i+1, p.name, p.rate(), ms(p.pct(0.50)), ms(p.pct(0.99)))
+		}
+	}
+	nf := medianOf(rs, round.newVsFloor)
+	dc := medianOf(rs, round.dupVsCeiling)
+	best := median(rs, round.newVsFloor)
+	p99 := time.Duration(medianOf(rs, func(r round) float64 { return float64(r.binNew.pct(0.99)) }))
+	fmt.Fprintf(w, "\nmedians over the rounds:\n")
+	fmt.Fprintf(w, "- new messages vs floor: %.2fx (target >= 2x) %s (median round: %.0f vs %.0f msgs/s)\n", nf, verdict(nf >= 2), best.binNew.rate(), best.floor.rate())
+	fmt.Fprintf(w, "- new messages p99: %s (target <= 15 ms) %s\n", ms(p99), verdict(p99 <= 15*time.Millisecond))
+	fmt.Fprintf(w, "- duplicates vs ceiling: %.0f%% (target >= 80%%) %s\n", 100*dc, verdict(dc >= 0.8))
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// BenchmarkInbound runs the comparison once (a fixed count per phase; b.N
+// only repeats it) and reports the median ratios as metrics.
+func BenchmarkInbound(b *testing.B) {
+	n, clients, rounds := envInt("INBOUND_N", 10000), envInt("INBOUND_CLIENTS", 64), envInt("INBOUND_ROUNDS", 3)
+	var rs []round
+	for range b.N {
+		rs = compare(b, n, clients, rounds)
+	}
+	var sb strings.Builder
+	printReport(&sb, rs, n, clients)
+	fmt.Print(sb.String())
+	b.ReportMetric(medianOf(rs, func(r round) float64 { return r.binNew.rate() }), "new-msgs/s")
+	b.ReportMetric(medianOf(rs, round.newVsFloor), "new/floor")
+	b.ReportMetric(medianOf(rs, func(r round) float64 { return float64(r.binNew.pct(0.99).Microseconds()) / 1000 }), "new-p99-ms")
+	b.ReportMetric(medianOf(rs, round.dupVsCeiling), "dup/ceiling")
+}
+
+// TestInboundSmoke runs the benchmark's code on a small load, so it keeps
+// working; it asserts that every request got its answer, not any timing.
+func TestInboundSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	rs := compare(t, 200, 16, 1)
+	var sb strings.Builder
+	printReport(&sb, rs, 200, 16)
+	t.Log(sb.String())
+	for _, p := range rs[0].phases() {
+		if len(p.lat) != 200 || p.failed != 0 {
+			t.Fatalf("%s: %d requests measured, %d failed; want 200, 0", p.name, len(p.lat), p.failed)
+		}
+	}
+}
