@@ -4,6 +4,8 @@
 //	go test ./bench/store/ -run XXX -bench . -benchtime 3x
 //
 // BENCH_STORE_MSGS sets the messages per workload (default 4000).
+// BENCH_STORE_NOSYNC=1 turns fsync off on both files, to see the CPU cost
+// alone (never how imchannel runs).
 package storebench
 
 import (
@@ -130,6 +132,7 @@ func runStore(dir string, msgs []*store.Message, maxBatch int) (result, []int, e
 		return result{}, nil, err
 	}
 	defer s.Close()
+	s.DB().NoSync = noSync()
 	ctx := context.Background()
 	res, err := drive(msgs, func(_ int, m *store.Message) error {
 		rs, err := s.SaveInbound(ctx, []*store.Message{m})
@@ -155,6 +158,7 @@ func runBatch(dir string, msgs []*store.Message) (result, error) {
 		return result{}, err
 	}
 	defer db.Close()
+	db.NoSync = noSync()
 	bucket := []byte("messages")
 	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bucket); return err }); err != nil {
 		return result{}, err
@@ -180,6 +184,8 @@ func runBatch(dir string, msgs []*store.Message) (result, error) {
 	}
 	return res, nil
 }
+
+func noSync() bool { return os.Getenv("BENCH_STORE_NOSYNC") == "1" }
 
 func msgsPerRun() int {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_STORE_MSGS")); err == nil && v > 0 {
