@@ -1,0 +1,103 @@
+package main
+
+import (
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+	"github.com/stretchr/testify/require"
+
+	"imchannel/config"
+)
+
+// settingLine is a commented-out setting in the sample: `# key = value`,
+// `# "quoted key" = value` or `# [table]` / `# [[array]]`. Prose uses `##`.
+var settingLine = regexp.MustCompile(`^# (\[\[?[a-z_.]+\]\]?\s*$|[a-z_]+ = |"[^"]+" = )`)
+
+// configKeys lists every dotted key of config.Config by its toml tags.
+func configKeys(t reflect.Type, prefix string) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("toml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + tag
+		ft := f.Type
+		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(config.Duration{}) {
+			out = append(out, configKeys(ft, key+".")...)
+			continue
+		}
+		out = append(out, key)
+	}
+	return out
+}
+
+// TestOpsSampleConfig keeps deploy/imchannel.toml in step with config.go:
+// the file parses as it is; with every setting uncommented it still parses
+// with unknown keys refused, names every key config.Config has, and states
+// exactly the defaults of config.Default().
+func TestOpsSampleConfig(t *testing.T) {
+	raw, err := os.ReadFile("deploy/imchannel.toml")
+	require.NoError(t, err)
+	asIs := config.Default()
+	require.NoError(t, config.Parse(raw, &asIs))
+	require.Equal(t, config.Default(), asIs, "the sample changes nothing until edited")
+
+	var lines []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if settingLine.MatchString(l) {
+			l = strings.TrimPrefix(l, "# ")
+		}
+		lines = append(lines, l)
+	}
+	open := []byte(strings.Join(lines, "\n"))
+	var got config.Config
+	require.NoError(t, config.Parse(open, &got), "every uncommented key must be known")
+
+	var doc map[string]any
+	md, err := toml.Decode(string(open), &doc)
+	require.NoError(t, err)
+	have := map[string]bool{}
+	for _, k := range md.Keys() {
+		have[k.String()] = true
+	}
+	var missing []string
+	for _, k := range configKeys(reflect.TypeOf(config.Config{}), "") {
+		if !have[k] {
+			missing = append(missing, k)
+		}
+	}
+	sort.Strings(missing)
+	require.Empty(t, missing, "keys of config.Config missing from deploy/imchannel.toml")
+
+	// The examples (one agent, one scenarioKey) are not defaults.
+	require.Len(t, got.Agents, 1)
+	require.Len(t, got.Provider.Numbers, 1)
+	got.Agents, got.Provider.Numbers = nil, nil
+	require.Equal(t, config.Default(), got, "the commented values are the defaults")
+}
+
+// TestOpsServiceUnit checks the unit runs the documented command with the
+// hardening the operations guide promises.
+func TestOpsServiceUnit(t *testing.T) {
+	raw, err := os.ReadFile("deploy/imchannel.service")
+	require.NoError(t, err)
+	unit := string(raw)
+	for _, want := range []string{
+		"ExecStart=/usr/local/bin/imchannel serve --config /etc/imchannel/imchannel.toml",
+		"DynamicUser=yes", "StateDirectory=imchannel", "ProtectSystem=strict", "ProtectHome=yes",
+		"NoNewPrivileges=yes", "PrivateTmp=yes", "RestrictAddressFamilies=", "CapabilityBoundingSet=\n",
+		"ReadWritePaths=/var/lib/imchannel", "KillSignal=SIGTERM", "TimeoutStopSec=",
+	} {
+		require.Contains(t, unit, want)
+	}
+}
