@@ -89,3 +89,36 @@ func TestApplyRefusesNewerFile(t *testing.T) {
 	_, err := Apply(db)
 	require.ErrorContains(t, err, "newer")
 }
+
+// A file whose version key was lost (0) but holds data is brought up again
+// without losing anything: steps must be safe on a file that has their
+// buckets already.
+func TestApplyKeepsDataOfUnversionedFile(t *testing.T) {
+	db := openTemp(t)
+	_, err := Apply(db)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("messages")).Put([]byte("01ARZ3NDEKTSV4RRFFQ69G5FAV"), []byte(`{}`)); err != nil {
+			return err
+		}
+		return tx.Bucket(metaBucket).Delete(versionKey)
+	}))
+	applied, err := Apply(db)
+	require.NoError(t, err)
+	require.Equal(t, []uint64{1}, applied[:1])
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		require.Equal(t, Latest(), Version(tx))
+		require.Equal(t, []byte(`{}`), tx.Bucket([]byte("messages")).Get([]byte("01ARZ3NDEKTSV4RRFFQ69G5FAV")))
+		return nil
+	}))
+}
+
+func TestPendingListsStepsInOrder(t *testing.T) {
+	require.Len(t, Pending(0), len(Steps()))
+	prev := uint64(0)
+	for _, s := range Pending(0) {
+		require.Greater(t, s.Version, prev)
+		require.NotEmpty(t, s.Description)
+		prev = s.Version
+	}
+}
