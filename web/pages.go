@@ -296,25 +296,82 @@ func displayName(c *store.Conversation) string {
 	return "+" + c.Customer
 }
 
-// msgView is a message with what its template needs worked out in Go.
+// msgView is a message with what its template needs worked out in Go:
+// flat fields (text/template resolves fields of embedded structs slowly)
+// and the strings the template would otherwise compute through function
+// calls, which cost a reflect call each, 200 times per thread page.
 type msgView struct {
-	*store.Message
-	Quote      *quoteView
-	MediaKind  string // image video audio document ("" without media)
-	Contacts   []contactCard
-	ContactsJS string // contacts we could not read, as indented JSON
-	Order      *orderView
-	FlowJSON   string
-	Template   string
+	ID, Direction, Type, Status, Error string
+	Text, Caption, Sender              string
+	Class                              string // CSS classes of the <li>
+	Outbound, Deleted, ErrorMO         bool
+	ShownISO, ShownText                string
+	Tick                               tick
+	Timeline                           []eventView
+	Reactions                          []reactionView
+	Media                              *store.Media
+	Location                           *store.Location
+	Interactive                        *store.Interactive
+	Quote                              *quoteView
+	MediaKind                          string // image video audio document ("" without media)
+	Contacts                           []contactCard
+	ContactsJS                         string // contacts we could not read, as indented JSON
+	Order                              *orderView
+	FlowJSON                           string
+	Template                           string
+	Note                               string // what a system-type message is
 }
 
-// Shown is the time a message is listed under: when the provider received
-// an inbound message, else when we stored it.
-func (v *msgView) Shown() time.Time {
-	if !v.ReceivedAt.IsZero() {
-		return v.ReceivedAt
+type eventView struct {
+	Status, ISO, Time, GroupName, Name, Description, Reason string
+}
+
+type reactionView struct{ Emoji, Title string }
+
+func newMsgView(m *store.Message) *msgView {
+	v := &msgView{
+		ID: m.ID, Direction: m.Direction, Type: m.Type, Status: m.Status, Error: m.Error, Text: m.Text, Caption: m.Caption,
+		Outbound: m.Direction == store.Outbound, Deleted: m.Deleted, ErrorMO: m.Type == store.TypeError,
+		Media: m.Media, Location: m.Location, Interactive: m.Interactive, MediaKind: mediaKind(m), Tick: tickFor(m.Status),
 	}
-	return v.CreatedAt
+	shown := m.CreatedAt
+	if !m.ReceivedAt.IsZero() {
+		shown = m.ReceivedAt
+	}
+	v.ShownISO, v.ShownText = shown.UTC().Format(time.RFC3339Nano), fmtTime(shown)
+	switch {
+	case v.Outbound:
+		v.Sender = "to +" + m.To
+	case m.ContactName != "":
+		v.Sender = m.ContactName
+	default:
+		v.Sender = "+" + m.From
+	}
+	cls := "msg " + m.Direction + " type-" + m.Type
+	if m.Deleted {
+		cls += " deleted"
+	}
+	if v.ErrorMO {
+		cls += " error-mo"
+	}
+	if m.Status == store.StatusFailed {
+		cls += " failed"
+	}
+	v.Class = cls
+	switch m.Type {
+	case store.TypeWelcomeRequest:
+		v.Note = "The customer opened the chat for the first time (welcome request)."
+	case store.TypeUnsupported:
+		v.Note = "A message of a type imchannel does not show."
+	}
+	for _, e := range m.Timeline {
+		v.Timeline = append(v.Timeline, eventView{Status: e.Status, ISO: e.At.UTC().Format(time.RFC3339Nano), Time: fmtTime(e.At),
+			GroupName: e.GroupName, Name: e.Name, Description: e.Description, Reason: e.Reason})
+	}
+	for _, r := range m.Reactions {
+		v.Reactions = append(v.Reactions, reactionView{Emoji: r.Emoji, Title: "+" + r.From + ", " + fmtTime(r.At)})
+	}
+	return v
 }
 
 type quoteView struct {
@@ -335,7 +392,7 @@ func (s *Server) messageViews(msgs []*store.Message, onPage bool) []*msgView {
 	}
 	out := make([]*msgView, len(msgs))
 	for i, m := range msgs {
-		v := &msgView{Message: m, MediaKind: mediaKind(m)}
+		v := newMsgView(m)
 		if m.ReplyTo != nil {
 			v.Quote = s.quote(m, byID)
 		}
