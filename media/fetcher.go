@@ -137,7 +137,14 @@ func (f *Fetcher) Run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for md := range work {
-				f.fetch(ctx, md)
+				if !f.fetch(ctx, md) {
+					// The store refused the result (disk full, closing):
+					// hold the slot a while instead of fetching in a loop.
+					select {
+					case <-ctx.Done():
+					case <-time.After(f.cfg.MinBackoff):
+					}
+				}
 				f.mu.Lock()
 				delete(f.inflight, md.ID)
 				f.mu.Unlock()
@@ -238,12 +245,13 @@ type outcome struct {
 	reason     string
 }
 
-// fetch makes one attempt and records its result.
-func (f *Fetcher) fetch(ctx context.Context, md *store.Media) {
+// fetch makes one attempt and records its result; false if the store
+// could not record it.
+func (f *Fetcher) fetch(ctx context.Context, md *store.Media) bool {
 	log := f.log.With("media", md.ID)
 	data, ctype, oc := f.get(ctx, md)
 	if ctx.Err() != nil {
-		return // shutting down: the entry stays queued and resumes at start
+		return true // shutting down: the entry stays queued and resumes at start
 	}
 	wctx := context.WithoutCancel(ctx)
 	switch {
@@ -252,7 +260,7 @@ func (f *Fetcher) fetch(ctx context.Context, md *store.Media) {
 		src := store.BytesSource(data)
 		if _, err := f.st.MarkMediaFetched(wctx, md.ID, src, ctype, sniffed); err != nil {
 			log.Error("storing fetched media", "err", err)
-			return
+			return false
 		}
 		f.count("cached")
 		if f.metrics != nil {
@@ -268,15 +276,15 @@ func (f *Fetcher) fetch(ctx context.Context, md *store.Media) {
 			reason := fmt.Sprintf("gave up after %d attempts: %s", md.Attempts+1, oc.reason)
 			if err := f.st.MarkMediaFailed(wctx, md.ID, store.MediaFailed, reason); err != nil {
 				log.Error("recording media failure", "err", err)
-				return
+				return false
 			}
 			f.count("failed")
 			log.Warn("media fetch failed for good", "reason", reason)
-			return
+			return true
 		}
 		if err := f.st.MarkMediaRetry(wctx, md.ID, next, oc.reason); err != nil {
 			log.Error("recording media retry", "err", err)
-			return
+			return false
 		}
 		f.count("retry")
 		if f.metrics != nil {
@@ -286,11 +294,12 @@ func (f *Fetcher) fetch(ctx context.Context, md *store.Media) {
 	default:
 		if err := f.st.MarkMediaFailed(wctx, md.ID, oc.state, oc.reason); err != nil {
 			log.Error("recording media failure", "err", err)
-			return
+			return false
 		}
 		f.count(oc.state)
 		log.Warn("media not cached", "state", oc.state, "reason", oc.reason)
 	}
+	return true
 }
 
 func (f *Fetcher) count(result string) {
