@@ -5,7 +5,8 @@
 //
 // BENCH_STORE_MSGS sets the messages per workload (default 4000).
 // BENCH_STORE_NOSYNC=1 turns fsync off on both files, to see the CPU cost
-// alone (never how imchannel runs).
+// alone (never how imchannel runs). BENCH_STORE_MAXBATCH sets
+// store.Options.MaxBatch (default: the store's).
 package storebench
 
 import (
@@ -187,12 +188,14 @@ func runBatch(dir string, msgs []*store.Message) (result, error) {
 
 func noSync() bool { return os.Getenv("BENCH_STORE_NOSYNC") == "1" }
 
-func msgsPerRun() int {
-	if v, err := strconv.Atoi(os.Getenv("BENCH_STORE_MSGS")); err == nil && v > 0 {
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
 	}
-	return 4000
+	return def
 }
+
+func msgsPerRun() int { return envInt("BENCH_STORE_MSGS", 4000) }
 
 // BenchmarkInbound64 runs, per iteration, the same workload through plain
 // DB.Batch and through store.SaveInbound, each on a fresh file.
@@ -207,7 +210,7 @@ func BenchmarkInbound64(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rs, sz, err := runStore(dir, workload(n, uint64(i)), 0)
+		rs, sz, err := runStore(dir, workload(n, uint64(i)), envInt("BENCH_STORE_MAXBATCH", 0))
 		if err != nil {
 			b.Fatal(err)
 		}
