@@ -92,7 +92,7 @@ func newPages() (*pages, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: templates: %w", err)
 	}
-	for _, name := range []string{"index", "thread", "messages", "msg", "list", "error"} {
+	for _, name := range []string{"index", "thread", "messages", "fragment", "msg", "list", "error"} {
 		if t.Lookup(name) == nil {
 			return nil, fmt.Errorf("web: template %q is missing", name)
 		}
@@ -220,7 +220,7 @@ type threadData struct {
 	Title  string
 	Page   string
 	Conv   *store.Conversation
-	Msgs   []*msgView
+	Msgs   []template.HTML // rendered by renderMessages
 	Older  string // before= for the page of older messages
 	Latest bool   // this page ends with the newest message
 }
@@ -265,7 +265,10 @@ func (s *Server) threadPage(w http.ResponseWriter, r *http.Request) {
 		Title: displayName(conv), Page: "thread", Conv: conv, Older: older,
 		Latest: before == "" || (len(msgs) > 0 && msgs[len(msgs)-1].ID == conv.LastMessageID),
 	}
-	d.Msgs = s.messageViews(msgs, true)
+	if d.Msgs, err = s.renderMessages(s.messageViews(msgs, true)); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
 	name := "thread"
 	if qv.Get("fragment") == "thread" {
 		name = "messages"
@@ -286,7 +289,12 @@ func (s *Server) messageFragment(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "msg", s.messageViews([]*store.Message{m}, false)[0])
+	html, err := s.renderMessages(s.messageViews([]*store.Message{m}, false))
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "fragment", html[0])
 }
 
 func displayName(c *store.Conversation) string {

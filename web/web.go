@@ -38,6 +38,7 @@ type Server struct {
 	d       Deps
 	log     *slog.Logger
 	pages   *pages
+	frags   *fragments
 	streams atomic.Int64
 }
 
@@ -60,7 +61,7 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{d: d, log: d.Log.With("component", "web"), pages: p}, nil
+	return &Server{d: d, log: d.Log.With("component", "web"), pages: p, frags: newFragments(20000)}, nil
 }
 
 // Must is New for main: the templates and static files are embedded at

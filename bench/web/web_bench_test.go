@@ -54,7 +54,7 @@ func envInt(name string, def int) int {
 
 func TestWebLatency(t *testing.T) {
 	full := os.Getenv("WEB_BENCH") == "1"
-	msgs, convs, reqs := 20000, 200, 40
+	msgs, convs, reqs := 5000, 100, 5
 	if full {
 		msgs, convs, reqs = 1_000_000, 10_000, 250
 	}
