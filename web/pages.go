@@ -221,8 +221,8 @@ type threadData struct {
 	Page   string
 	Conv   *store.Conversation
 	Msgs   []template.HTML // rendered by renderMessages
-	Older  string // before= for the page of older messages
-	Latest bool   // this page ends with the newest message
+	Older  string          // before= for the page of older messages
+	Latest bool            // this page ends with the newest message
 }
 
 // GET /conversations/{id}?before=|at=&limit=  (fragment=thread renders the
