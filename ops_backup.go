@@ -162,7 +162,7 @@ func backupOnce(ctx context.Context, st *store.Store, dir string, keep int) (str
 	at := st.Now().UTC()
 	out := filepath.Join(dir, "imchannel-"+at.Format(backupLayout)+".db")
 	size, err := writeChecked(out, func(w io.Writer) error {
-		_, err := st.Backup(w)
+		_, err := st.Backup(store.PacedWriter(ctx, w, store.DefaultBackupRate))
 		return err
 	})
 	if err != nil {

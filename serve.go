@@ -229,7 +229,8 @@ func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 		h.Set("Cache-Control", "no-store")
 		dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), idle: a.cfg.Limits.WriteTimeout.Duration}
 		var err error
-		n, err = tx.WriteTo(dw)
+		// Paced, so copying from the page cache never takes a core from ingest.
+		n, err = tx.WriteTo(store.PacedWriter(r.Context(), dw, store.DefaultBackupRate))
 		return err
 	})
 	if err != nil {
