@@ -399,10 +399,12 @@ type provider struct {
 	counts map[string]int
 	bodies [][]byte
 	hangc  chan struct{} // closed to release hung requests
+	// attempts counts every request by the mode that answered it.
+	attempts map[string]int
 }
 
 func newProvider(t testing.TB) *provider {
-	p := &provider{mode: "ok", counts: map[string]int{}, hangc: make(chan struct{})}
+	p := &provider{mode: "ok", counts: map[string]int{}, hangc: make(chan struct{}), attempts: map[string]int{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(func() {
 		p.setMode("ok")
@@ -428,6 +430,7 @@ func (p *provider) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	p.mu.Lock()
 	mode, hang := p.mode, p.hangc
+	p.attempts[mode]++
 	p.mu.Unlock()
 	switch mode {
 	case "fail":
@@ -438,7 +441,9 @@ func (p *provider) serve(w http.ResponseWriter, r *http.Request) {
 		case <-hang:
 		case <-r.Context().Done():
 		}
-		return
+		// A hung call never answers: cut the connection rather than let a
+		// released call look like an acceptance.
+		panic(http.ErrAbortHandler)
 	}
 	ids := messageIDs(body)
 	p.mu.Lock()
@@ -462,6 +467,13 @@ func (p *provider) count(id string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.counts[id]
+}
+
+// attemptsIn is how many requests were answered in mode.
+func (p *provider) attemptsIn(mode string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.attempts[mode]
 }
 
 // snapshot copies the counts.
@@ -529,3 +541,34 @@ func mustReq(t testing.TB, method, url string) *http.Request {
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// tail is the last n log lines that are not request lines, for failure
+// messages.
+func (s *svc) tail(n int) string {
+	var keep []string
+	for _, l := range strings.Split(s.logs.String(), "\n") {
+		if !strings.Contains(l, "msg=request") && l != "" {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > n {
+		keep = keep[len(keep)-n:]
+	}
+	return strings.Join(keep, "\n")
+}
+
+// dumpOnFailure makes a failing test print the process's goroutines
+// (SIGQUIT) and its recent log, to diagnose a stall.
+func (s *svc) dumpOnFailure(t testing.TB) {
+	t.Cleanup(func() {
+		if !t.Failed() || !s.alive() {
+			return
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.exited:
+		case <-time.After(5 * time.Second):
+		}
+		t.Logf("goroutines of the stalled process:\n%s", s.logs.String())
+	})
+}
