@@ -74,14 +74,34 @@ func cmMedia(u string) map[string]any {
 	if pu, err := url.Parse(u); err == nil {
 		name = path.Base(pu.Path)
 	}
-	mt := mime.TypeByExtension(strings.ToLower(path.Ext(name)))
-	if mt == "" {
-		mt = "application/octet-stream"
+	return map[string]any{"mediaName": name, "mediaUri": u, "mimeType": typeByExt(path.Ext(name))}
+}
+
+// whatsAppTypes are the media types WhatsApp takes, fixed here so payloads
+// do not depend on the host's mime.types.
+var whatsAppTypes = map[string]string{
+	".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+	".aac": "audio/aac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".amr": "audio/amr", ".m4a": "audio/mp4",
+	".mp4": "video/mp4", ".3gp": "video/3gpp",
+	".pdf": "application/pdf", ".txt": "text/plain",
+	".doc": "application/msword", ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+	".xls": "application/vnd.ms-excel", ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+	".ppt": "application/vnd.ms-powerpoint", ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+}
+
+// typeByExt is the media type of a file extension (".pdf").
+func typeByExt(ext string) string {
+	ext = strings.ToLower(ext)
+	if t, ok := whatsAppTypes[ext]; ok {
+		return t
 	}
-	if i := strings.IndexByte(mt, ';'); i >= 0 {
-		mt = mt[:i]
+	if t := mime.TypeByExtension(ext); t != "" {
+		if i := strings.IndexByte(t, ';'); i >= 0 {
+			t = t[:i]
+		}
+		return t
 	}
-	return map[string]any{"mediaName": name, "mediaUri": u, "mimeType": mt}
+	return "application/octet-stream"
 }
 
 func (p *cm) payload(m *store.Message) ([]byte, error) {

@@ -83,7 +83,11 @@ func (x *Dispatcher) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		res, err := x.d.Store.DueOutbox(x.d.Now(), 2*workers, x.isBusy)
+		// The busy set is copied before the read transaction starts: an
+		// entry released after this point had its outcome committed before
+		// the release, so the read cannot see it as still due.
+		busy := x.busySnapshot()
+		res, err := x.d.Store.DueOutbox(x.d.Now(), 2*workers, func(id string) bool { return busy[id] })
 		if err != nil {
 			x.log.Error("reading the outbox", "err", err)
 			res.Next = x.d.Now().Add(x.minBackoff())
@@ -131,10 +135,14 @@ func (x *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
-func (x *Dispatcher) isBusy(id string) bool {
+func (x *Dispatcher) busySnapshot() map[string]bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.busy[id]
+	out := make(map[string]bool, len(x.busy))
+	for id := range x.busy {
+		out[id] = true
+	}
+	return out
 }
 
 func (x *Dispatcher) setBusy(id string) {

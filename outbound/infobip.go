@@ -55,10 +55,22 @@ func (p *infobip) payload(m *store.Message) ([]byte, error) {
 	if key == "" {
 		key = p.cfg.ScenarioKey
 	}
+	wa := m.Outbound.WhatsApp
+	if m.Outbound.ReplyToExternal != "" {
+		// replyTo is our extension (CM's reply context); Infobip's OMNI
+		// format has no such field.
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(wa, &fields); err == nil {
+			delete(fields, "replyTo")
+			if b, err := json.Marshal(fields); err == nil {
+				wa = b
+			}
+		}
+	}
 	return json.Marshal(ibRequest{
 		ScenarioKey:  key,
 		Destinations: []ibDestination{{MessageID: m.ExternalID, To: phone{PhoneNumber: m.To}}},
-		WhatsApp:     m.Outbound.WhatsApp,
+		WhatsApp:     wa,
 	})
 }
 

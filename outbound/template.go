@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"mime"
 	"net/http"
 	"regexp"
 	"strings"
@@ -261,10 +260,7 @@ func decodeHeader(h *templateHeaderIn) (*hostedHeader, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("header.data decodes to no bytes")
 	}
-	ct := mime.TypeByExtension("." + docType)
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
+	ct := typeByExt("." + docType)
 	return &hostedHeader{kind: kind, data: data, contentType: ct, fileName: strings.TrimSpace(h.FileName)}, nil
 }
 
