@@ -52,7 +52,11 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binPath = filepath.Join(dir, "imchannel")
-	build := exec.Command("go", "build", "-o", binPath, ".")
+	args := []string{"build", "-o", binPath}
+	if os.Getenv("IMCHANNEL_E2E_RACE") == "1" {
+		args = append(args, "-race") // the binary under test checks for races too
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Dir = ".." // the module root
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -272,10 +276,11 @@ const (
 	authAgent
 	authWrongBasic
 	authWrongBearer
+	authAPIBasic // HTTP Basic with the app key and secret (send API)
 )
 
 func (a auth) String() string {
-	return [...]string{"none", "inbound", "api", "agent", "wrong-basic", "wrong-bearer"}[a]
+	return [...]string{"none", "inbound", "api", "agent", "wrong-basic", "wrong-bearer", "api-basic"}[a]
 }
 
 func (a auth) apply(r *http.Request) {
@@ -289,6 +294,8 @@ func (a auth) apply(r *http.Request) {
 		r.SetBasicAuth(agentUser, agentPass)
 	case authWrongBasic:
 		r.SetBasicAuth(agentUser, "not-the-password")
+	case authAPIBasic:
+		r.SetBasicAuth(apiAppKey, apiSecret)
 	case authWrongBearer:
 		r.Header.Set("Authorization", "Bearer not-the-token")
 		r.Header.Set("x-app-key", apiAppKey)

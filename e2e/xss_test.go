@@ -78,7 +78,7 @@ func TestXSSInBrowser(t *testing.T) {
 			"whatsApp": map[string]any{"text": p}})
 		post("/livechat/default/sendExternalTemplateMessageToCtlivesocial", authAPI, map[string]any{
 			"customerPhoneNumber": from, "servicePhoneNumber": "31100000000", "templateName": "t", "language": "en",
-			"header": map[string]any{"type": "document", "data": "JVBERi0xLjQK", "documentType": "pdf", "fileName": p + ".pdf"},
+			"header":     map[string]any{"type": "document", "data": "JVBERi0xLjQK", "documentType": "pdf", "fileName": p + ".pdf"},
 			"headerData": []string{}, "bodyData": []string{p}, "dynamicUrl": []string{p}})
 	}
 
@@ -86,7 +86,9 @@ func TestXSSInBrowser(t *testing.T) {
 	for _, id := range ids {
 		code, body := s.do(t, "GET", "/api/v1/messages?externalId="+id, authAgent, nil, nil)
 		require.Equal(t, 200, code, "%s", body)
-		var got struct{ Messages []struct{ ConversationID string } }
+		var got struct {
+			Messages []struct{ ConversationID string }
+		}
 		require.NoError(t, json.Unmarshal(body, &got))
 		require.Len(t, got.Messages, 1, id)
 		convs[got.Messages[0].ConversationID] = true
