@@ -1,7 +1,6 @@
 package inbound
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -240,14 +239,17 @@ func buildBinary(tb testing.TB, dir string) string {
 var listeningRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 type server struct {
-	url  string
-	cmd  *exec.Cmd
-	done chan error
-	db   string
+	url     string
+	cmd     *exec.Cmd
+	done    chan error
+	db      string
+	stopped bool
 }
 
 // startBinary runs `imchannel serve` on 127.0.0.1:0 with a fresh database
-// and the [inbound] credentials, and waits for its listening line.
+// and the [inbound] credentials, and waits for its listening line. The
+// request log goes to a file, as it would in production, so reading it
+// costs the load generator nothing.
 func startBinary(tb testing.TB, bin, dir string) *server {
 	tb.Helper()
 	db := filepath.Join(dir, "bench.db")
@@ -256,49 +258,45 @@ func startBinary(tb testing.TB, bin, dir string) *server {
 	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	stderr, err := cmd.StderrPipe()
+	logPath := filepath.Join(dir, "serve.log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	defer logf.Close() // the child keeps its own descriptor
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	s := &server{cmd: cmd, done: make(chan error, 1), db: db}
-	addr := make(chan string, 1)
-	go func() {
-		// Keep draining the request log so the server never blocks on it.
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		found := false
-		for sc.Scan() {
-			if !found {
-				if m := listeningRe.FindStringSubmatch(sc.Text()); m != nil {
-					found = true
-					addr <- m[1]
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
 	go func() { s.done <- cmd.Wait() }()
-	select {
-	case a := <-addr:
-		s.url = "http://" + a + "/imchannel/message"
-	case err := <-s.done:
-		tb.Fatalf("imchannel serve exited before listening: %v", err)
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		tb.Fatal("imchannel serve did not report its address within 30s")
-	}
 	tb.Cleanup(func() { s.stop(tb) })
-	return s
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if m := listeningRe.FindSubmatch(b); m != nil {
+			s.url = "http://" + string(m[1]) + "/imchannel/message"
+			return s
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			tb.Fatalf("imchannel serve exited before listening: %v\n%s", err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("imchannel serve did not report its address within 30s:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log for the listening line
+	}
 }
 
 func (s *server) stop(tb testing.TB) {
-	if s.cmd.ProcessState != nil {
+	if s.stopped {
 		return
 	}
+	s.stopped = true
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-s.done:
