@@ -129,7 +129,7 @@ func TestHostileInput(t *testing.T) {
 		}
 	}
 	for _, id := range hostileIDs {
-		for _, p := range []string{"/api/v1/messages/" + id, "/api/v1/conversations/" + id + "/messages", "/conversations/" + id,
+		for _, p := range []string{"/api/v1/messages/" + id, "/api/v1/conversations/" + id, "/fragments/messages/" + id, "/media/public/" + id, "/static/" + id + "/" + id, "/api/v1/conversations/" + id + "/messages", "/conversations/" + id,
 			"/media/" + id, "/api/v1/messages?externalId=" + id, "/api/v1/conversations?q=" + id + "&limit=" + id + "&cursor=" + id,
 			"/api/v1/conversations/x/messages?limit=-1&before=" + id} {
 			code, body, err := s.try(context.Background(), "GET", p, authAgent, nil, nil)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The long forms of the reliability and security proofs (TESTING.md):
+# 20 crash iterations and a bigger outage against a race-built binary, every
+# other e2e test once, then each fuzz target for FUZZTIME (default 5m), one
+# after another with one worker so a shared machine stays usable.
+#
+#   scripts/long-tests.sh            # everything
+#   FUZZTIME=30s scripts/long-tests.sh
+#   SKIP_FUZZ=1 scripts/long-tests.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZTIME=${FUZZTIME:-5m}
+
+echo "== e2e, long form (IMCHANNEL_LONG=1, race-built binary)"
+IMCHANNEL_LONG=1 IMCHANNEL_E2E_RACE=1 go test -race -count=1 -timeout 60m -v ./e2e/ 2>&1 |
+  grep -E '^(=== RUN|--- |ok|FAIL|PASS)|_test\.go:[0-9]+: [a-z]'
+
+if [ "${SKIP_FUZZ:-}" = 1 ]; then exit 0; fi
+for target in config:FuzzParse webhook:FuzzInfobip webhook:FuzzCMMO webhook:FuzzCMStatus \
+              outbound:FuzzSendAPI outbound:FuzzTemplate; do
+  pkg=${target%%:*} name=${target#*:}
+  echo "== fuzz ./$pkg $name for $FUZZTIME"
+  go test "./$pkg/" -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" -parallel 1 2>&1 | tail -n 3
+done
