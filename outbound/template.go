@@ -179,12 +179,12 @@ func (a *API) buildTemplate(req *templateRequest, domain string) (*store.Message
 	mt := &mediaTemplateData{}
 	var hosted *hostedHeader
 	if h := req.Header; h != nil {
-		if len(headerData) > 0 {
-			return nil, nil, fmt.Errorf("give either a media header or headerData, not both")
-		}
 		hosted, err = decodeHeader(h)
 		if err != nil {
 			return nil, nil, err
+		}
+		if len(headerData) > 0 {
+			return nil, nil, fmt.Errorf("give either a media header or headerData, not both (a WhatsApp header is text or media)")
 		}
 		mt.Header = &templateHeader{} // its URL is set once the bytes are hosted
 	} else if len(headerData) == 1 {
