@@ -52,6 +52,11 @@ func NewDispatcher(d Deps) *Dispatcher {
 	return x
 }
 
+// scanBatch is how many due entries one read of the outbox hands out. The
+// read is linear in the outbox depth, so a larger batch means fewer reads
+// while a backlog drains; the workers take the batch in due order.
+const scanBatch = 256
+
 // idlePoll bounds how long the scheduler sleeps with nothing due: a safety
 // net for a missed notification.
 const idlePoll = 30 * time.Second
@@ -87,7 +92,7 @@ func (x *Dispatcher) Run(ctx context.Context) {
 		// entry released after this point had its outcome committed before
 		// the release, so the read cannot see it as still due.
 		busy := x.busySnapshot()
-		res, err := x.d.Store.DueOutbox(x.d.Now(), 2*workers, func(id string) bool { return busy[id] })
+		res, err := x.d.Store.DueOutbox(x.d.Now(), scanBatch, func(id string) bool { return busy[id] })
 		if err != nil {
 			x.log.Error("reading the outbox", "err", err)
 			res.Next = x.d.Now().Add(x.minBackoff())
