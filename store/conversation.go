@@ -17,11 +17,7 @@ func NormalizeNumber(s string) string {
 			b.WriteByte(c)
 		}
 	}
-	d := b.String()
-	if strings.HasPrefix(d, "00") {
-		d = d[2:]
-	}
-	return d
+	return strings.TrimPrefix(b.String(), "00")
 }
 
 // searchText is what conversation search matches against.

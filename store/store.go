@@ -14,6 +14,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"imchannel/migrations"
 )
@@ -116,7 +117,7 @@ func OpenBolt(path string, readOnly bool, timeout time.Duration) (*bolt.DB, erro
 		ReadOnly:        readOnly,
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: the file is locked by another process (is imchannel serve running?): %w", path, err)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
