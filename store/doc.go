@@ -7,6 +7,7 @@
 //	meta/
 //	  schema_version → uint64          written by migrations
 //	  health         → RFC 3339 time   last /healthz probe
+//	  last_backup    → {at, size} JSON last successful backup (audit.go)
 //	counters/
 //	  name           → uint64          messages, conversations, failed_sends,
 //	                                   in:YYYY-MM-DD, out:YYYY-MM-DD, dup:<provider>
