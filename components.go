@@ -32,7 +32,6 @@ func (a *app) registerComponents(r *mux.Router) {
 		Creds:      a.agentCreds(),
 		LastBackup: a.store.LastBackup,
 	})).Register(r)
-	// outbound (send API), media, web (agents) register here.
 }
 
 // workers are the background loops serve runs until shutdown.

@@ -112,7 +112,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		IdleTimeout:       cfg.Limits.IdleTimeout.Duration,
 		MaxHeaderBytes:    cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 
 	workCtx, stopWork := context.WithCancel(context.Background())
@@ -267,6 +266,7 @@ func (d *deadlineWriter) Write(p []byte) (int, error) {
 // statusRecorder captures the status for the request log.
 type statusRecorder struct {
 	http.ResponseWriter
+	route  string
 	status int
 	bytes  int64
 }
@@ -297,29 +297,36 @@ func (s *statusRecorder) Flush() {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // middleware logs one line per request (never credentials or bodies),
-// records latency by route template and turns a panic into a 500.
+// records latency by route template and turns a panic into a 500. The
+// route template is filled in by a mux middleware once mux has matched, so
+// each request is routed only once.
 func (a *app) middleware(r *mux.Router) http.Handler {
 	log := a.log.With("component", "http")
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if rec, ok := w.(*statusRecorder); ok {
+				if rt := mux.CurrentRoute(req); rt != nil {
+					if t, err := rt.GetPathTemplate(); err == nil {
+						rec.route = t
+					}
+				}
+			}
+			next.ServeHTTP(w, req)
+		})
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		route := "unmatched"
-		var match mux.RouteMatch
-		if r.Match(req, &match) && match.Route != nil {
-			if t, err := match.Route.GetPathTemplate(); err == nil {
-				route = t
-			}
-		}
+		rec := &statusRecorder{ResponseWriter: w, route: "unmatched"}
 		defer func() {
 			if p := recover(); p != nil {
-				log.Error("panic serving request", "route", route, "panic", fmt.Sprint(p))
+				log.Error("panic serving request", "route", rec.route, "panic", fmt.Sprint(p))
 				if rec.status == 0 {
 					httpx.WriteJSON(rec, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 				}
 			}
 			d := time.Since(start)
-			a.metrics.HTTPDuration.WithLabelValues(route, req.Method, fmt.Sprint(rec.status)).Observe(d.Seconds())
-			log.Info("request", "method", req.Method, "route", route, "status", rec.status,
+			a.metrics.HTTPDuration.WithLabelValues(rec.route, req.Method, strconv.Itoa(rec.status)).Observe(d.Seconds())
+			log.Info("request", "method", req.Method, "route", rec.route, "status", rec.status,
 				"ms", float64(d.Microseconds())/1000, "bytes", rec.bytes, "remote", remoteHost(req.RemoteAddr))
 		}()
 		r.ServeHTTP(rec, req)
