@@ -100,8 +100,11 @@ func FuzzTemplate(f *testing.F) {
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		if rec.Code == http.StatusNotFound || rec.Code == http.StatusMethodNotAllowed {
-			return // the domain did not route (a "/" in it): mux's answer
+		if rec.Code == http.StatusNotFound || rec.Code == http.StatusMethodNotAllowed ||
+			(rec.Code == http.StatusMovedPermanently && rec.Header().Get("Location") != "") {
+			// The domain did not route: a "/" in it (404/405), or "." or
+			// ".." that mux cleans with a redirect (testdata/fuzz crasher).
+			return
 		}
 		answerOK(t, rec, []byte(body))
 	})
