@@ -4,6 +4,7 @@
 package httpx
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"unicode/utf8"
 
 	"imchannel/store"
@@ -98,13 +98,13 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 
 // Unmarshal decodes one JSON value with readable errors.
 func Unmarshal(b []byte, v any) error {
-	if len(strings.TrimSpace(string(b))) == 0 {
+	if len(bytes.TrimSpace(b)) == 0 {
 		return Errorf(store.ErrInvalid, "body is empty; expected JSON")
 	}
 	if !utf8.Valid(b) {
 		return Errorf(store.ErrInvalid, "body is not valid UTF-8")
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return JSONError(err)

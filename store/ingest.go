@@ -88,18 +88,9 @@ func (s *Store) allKnown(msgs []*Message) ([]Result, bool, error) {
 				known = false
 				return nil
 			}
+			// Existence is all a resend needs: decoding the stored message
+			// here would cost more than the rest of the fast path.
 			r := Result{MessageID: string(id), ExternalID: m.ExternalID, Duplicate: true, Action: len(id) == 0}
-			if len(id) > 0 {
-				if v := tx.Bucket(bucketMessages).Get(id); v != nil {
-					var prev struct {
-						ConversationID string `json:"conversationId"`
-						Status         string `json:"status"`
-					}
-					if decode(v, &prev) == nil {
-						r.ConversationID, r.Status = prev.ConversationID, prev.Status
-					}
-				}
-			}
 			rs[i] = r
 		}
 		return nil

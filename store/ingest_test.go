@@ -34,7 +34,7 @@ func TestIngestRefusesWholePost(t *testing.T) {
 	require.Empty(t, ms, "nothing from a refused post is stored")
 }
 
-// The read-only fast path answers exactly what the write path would.
+// The read-only fast path names the stored message for every resent one.
 func TestIngestKnownPostFastPath(t *testing.T) {
 	s := openTemp(t, Options{})
 	first, _, err := s.Ingest(context.Background(), []*Message{inbound("in-1", customer, "hi"), inbound("in-2", customer, "again")}, nil)
@@ -42,9 +42,9 @@ func TestIngestKnownPostFastPath(t *testing.T) {
 	again, _, err := s.Ingest(context.Background(), []*Message{inbound("in-1", customer, "hi"), inbound("in-2", customer, "again")}, nil)
 	require.NoError(t, err)
 	for i := range first {
-		want := first[i]
-		want.Duplicate = true
-		require.Equal(t, want, again[i])
+		require.True(t, again[i].Duplicate)
+		require.Equal(t, first[i].MessageID, again[i].MessageID)
+		require.Equal(t, first[i].ExternalID, again[i].ExternalID)
 	}
 	require.Zero(t, s.Counter("dup:"+ProviderInfobip), "the fast path did not write")
 	// One unknown message sends the whole post through the write path.

@@ -77,6 +77,28 @@ type phase struct {
 	lat    []time.Duration
 	failed int
 	firstE string
+	cpu    time.Duration // the server process's CPU time during the phase
+}
+
+// cpuPerMsg is the server's CPU time per message.
+func (p phase) cpuPerMsg() time.Duration { return p.cpu / time.Duration(p.n) }
+
+// procCPU reads a process's user+system CPU time from /proc (clock ticks of
+// 10 ms; a phase lasts long enough for that to be fine).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 12th and 13th of those.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
 }
 
 func (p phase) rate() float64 { return float64(p.n) / p.dur.Seconds() }
@@ -92,7 +114,8 @@ func (p phase) pct(q float64) time.Duration {
 // run posts every body once from clients concurrent clients and measures
 // each request from send to the end of the answer. An answer other than
 // 200 with the body want (when set) counts as failed.
-func run(name, url string, posts [][]byte, clients int, auth bool, want string) phase {
+func run(name string, t target, posts [][]byte, clients int, auth bool, want string) phase {
+	url := t.url
 	tr := &http.Transport{MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
@@ -101,6 +124,7 @@ func run(name, url string, posts [][]byte, clients int, auth bool, want string) 
 	var failed atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
+	cpu0 := procCPU(t.pid)
 	start := time.Now()
 	for range clients {
 		wg.Add(1)
@@ -134,7 +158,7 @@ func run(name, url string, posts [][]byte, clients int, auth bool, want string) 
 		}()
 	}
 	wg.Wait()
-	p := phase{name: name, n: len(posts), dur: time.Since(start), lat: lat, failed: int(failed.Load())}
+	p := phase{name: name, n: len(posts), dur: time.Since(start), lat: lat, failed: int(failed.Load()), cpu: procCPU(t.pid) - cpu0}
 	if e, ok := firstErr.Load().(string); ok {
 		p.firstE = e
 	}
@@ -209,17 +233,85 @@ func bareHandler(db *bolt.DB) http.Handler {
 	})
 }
 
-// startBare serves bareHandler on 127.0.0.1:0 and returns its URL.
-func startBare(tb testing.TB, db *bolt.DB) string {
-	tb.Helper()
+// baselineEnv, when set in the environment, makes this test binary a
+// baseline server instead: "ceiling" or "floor:<db path>".
+const baselineEnv = "INBOUND_BASELINE_SERVER"
+
+// TestMain turns the test binary into a baseline server when asked, so the
+// floor and ceiling run out of process exactly as the real binary does.
+func TestMain(m *testing.M) {
+	mode := os.Getenv(baselineEnv)
+	if mode == "" {
+		os.Exit(m.Run())
+	}
+	var db *bolt.DB
+	if path, ok := strings.CutPrefix(mode, "floor:"); ok {
+		var err error
+		db, err = bolt.Open(path, 0o600, nil)
+		if err == nil {
+			err = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bareBucket); return err })
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "baseline:", err)
+			os.Exit(1)
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "baseline:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(os.Stderr, "msg=listening addr=%s\n", ln.Addr())
+	srv := &http.Server{Handler: bareHandler(db), ReadHeaderTimeout: 10 * time.Second}
+	_ = srv.Serve(ln)
+}
+
+// target is a server under test: its URL and process id.
+type target struct {
+	url string
+	pid int
+}
+
+// startBareProcess re-runs this test binary as a baseline server (floor
+// with a DB.Batch file at dbPath, or ceiling when dbPath is empty) and
+// returns its URL.
+func startBareProcess(tb testing.TB, dbPath string) target {
+	tb.Helper()
+	mode := "ceiling"
+	if dbPath != "" {
+		mode = "floor:" + dbPath
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), baselineEnv+"="+mode)
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &http.Server{Handler: bareHandler(db), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	tb.Cleanup(func() { _ = srv.Close() })
-	return "http://" + ln.Addr().String() + "/imchannel/message"
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 256)
+		n, _ := io.ReadAtLeast(stderr, buf, 1)
+		line <- string(buf[:n])
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case l := <-line:
+		m := listeningRe.FindStringSubmatch(l)
+		if m == nil {
+			tb.Fatalf("baseline %s did not start: %q", mode, l)
+		}
+		return target{url: "http://" + m[1] + "/imchannel/message", pid: cmd.Process.Pid}
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("baseline %s did not report its address within 30s", mode)
+	}
+	return target{}
 }
 
 // ---- the real binary ----
@@ -292,6 +384,8 @@ func startBinary(tb testing.TB, bin, dir string) *server {
 	}
 }
 
+func (s *server) target() target { return target{url: s.url, pid: s.cmd.Process.Pid} }
+
 func (s *server) stop(tb testing.TB) {
 	if s.stopped {
 		return
@@ -330,22 +424,16 @@ func compare(tb testing.TB, n, clients, rounds int) []round {
 	dir := tb.TempDir()
 	bin := buildBinary(tb, dir)
 
-	ceil := startBare(tb, nil)
-	bdb, err := bolt.Open(filepath.Join(dir, "floor.db"), 0o600, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = bdb.Close() })
-	if err := bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket(bareBucket); return err }); err != nil {
-		tb.Fatal(err)
-	}
-	floor := startBare(tb, bdb)
+	// The baselines run in their own process, like the binary, so all three
+	// pay the same loopback and scheduling costs.
+	ceil := startBareProcess(tb, "")
+	floor := startBareProcess(tb, filepath.Join(dir, "floor.db"))
 	srv := startBinary(tb, bin, dir)
 
 	warm := bodies("warm", 500)
 	run("warmup", ceil, warm, clients, false, "")
 	run("warmup", floor, warm, clients, false, "")
-	run("warmup", srv.url, warm, clients, true, newAnswer)
+	run("warmup", srv.target(), warm, clients, true, newAnswer)
 
 	var rs []round
 	for i := range rounds {
@@ -353,8 +441,8 @@ func compare(tb testing.TB, n, clients, rounds int) []round {
 		r.ceiling = run("ceiling (decode only)", ceil, bodies(fmt.Sprintf("ceil%d", i), n), clients, false, newAnswer)
 		r.floor = run("floor (bbolt DB.Batch)", floor, bodies(fmt.Sprintf("floor%d", i), n), clients, false, newAnswer)
 		posts := bodies(fmt.Sprintf("bin%d", i), n)
-		r.binNew = run("imchannel, new messages", srv.url, posts, clients, true, newAnswer)
-		r.binDup = run("imchannel, duplicates only", srv.url, posts, clients, true, dupAnswer)
+		r.binNew = run("imchannel, new messages", srv.target(), posts, clients, true, newAnswer)
+		r.binDup = run("imchannel, duplicates only", srv.target(), posts, clients, true, dupAnswer)
 		for _, p := range r.phases() {
 			if p.failed > 0 {
 				tb.Fatalf("%s: %d of %d requests failed; first: %s", p.name, p.failed, p.n, p.firstE)
@@ -383,10 +471,10 @@ func medianOf(rs []round, f func(round) float64) float64 { return f(median(rs, f
 func printReport(w io.Writer, rs []round, n, clients int) {
 	fmt.Fprintf(w, "\ninbound (infobip webhook): seed 000's text message, %d posts per phase, %d concurrent clients, %d rounds; load average at the end: %s\n\n",
 		n, clients, len(rs), loadavg())
-	fmt.Fprintf(w, "| round | phase | msgs/s | p50 | p99 |\n|---|---|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| round | phase | msgs/s | p50 | p99 | server CPU/msg |\n|---|---|---:|---:|---:|---:|\n")
 	for i, r := range rs {
 		for _, p := range r.phases() {
-			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s |\n", i+1, p.name, p.rate(), ms(p.pct(0.50)), ms(p.pct(0.99)))
+			fmt.Fprintf(w, "| %d | %s | %.0f | %s | %s | %.1f µs |\n", i+1, p.name, p.rate(), ms(p.pct(0.50)), ms(p.pct(0.99)), float64(p.cpuPerMsg().Nanoseconds())/1000)
 		}
 	}
 	nf := medianOf(rs, round.newVsFloor)
