@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every benchmark (or the areas named: store inbound media outbound web
+# backup). Each measures its own baseline in the same run; see BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+areas=("$@")
+[ ${#areas[@]} -gt 0 ] || areas=(store inbound media outbound backup web)
+for a in "${areas[@]}"; do
+  echo "== $a ($(uptime | sed 's/.*load/load/'))"
+  case "$a" in
+    store)    go test ./bench/store/ -run '^$' -bench . -benchtime 3x ;;
+    inbound)  go test ./bench/inbound/ -run '^$' -bench . -benchtime 1x ;;
+    media)    go test ./bench/media/ -run '^$' -bench . -benchtime 10x -count 2 ;;
+    outbound) go test ./bench/outbound/ -run '^$' -bench . -benchtime 3000x -count 3 ;;
+    backup)   go test ./bench/backup/ -run '^$' -bench . -benchtime 1x ;;
+    web)      WEB_BENCH=1 go test ./bench/web/ -run TestWebLatency -v -timeout 60m ;;
+    *) echo "unknown area $a (store inbound media outbound backup web)" >&2; exit 2 ;;
+  esac
+done
