@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/hex"
 	"strings"
 
@@ -8,15 +9,37 @@ import (
 )
 
 // readTx wraps a read-only bbolt transaction with the store's decoders.
-type readTx struct{ tx *bolt.Tx }
+// With cache set, decoded messages are reused while their bytes are unchanged.
+type readTx struct {
+	tx    *bolt.Tx
+	cache *readCache
+	msgs  *bolt.Bucket // looked up once: a thread page reads hundreds
+}
+
+func newReadTx(tx *bolt.Tx, cache *readCache) readTx {
+	return readTx{tx: tx, cache: cache, msgs: tx.Bucket(bucketMessages)}
+}
 
 func (r readTx) message(id string) (*Message, error) {
-	v := r.tx.Bucket(bucketMessages).Get([]byte(id))
+	b := r.msgs
+	if b == nil {
+		b = r.tx.Bucket(bucketMessages)
+	}
+	v := b.Get([]byte(id))
 	if v == nil {
 		return nil, Errorf(ErrNotFound, "message %s not found", id)
 	}
 	var m Message
-	if err := decode(v, &m); err != nil {
+	if r.cache != nil {
+		if c, ok := r.cache.get(id, v); ok {
+			m = c
+		} else {
+			if err := decode(v, &m); err != nil {
+				return nil, err
+			}
+			r.cache.put(id, bytes.Clone(v), &m)
+		}
+	} else if err := decode(v, &m); err != nil {
 		return nil, err
 	}
 	r.joinMedia(&m)
@@ -69,7 +92,7 @@ func (s *Store) Message(id string) (*Message, error) {
 	var m *Message
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		m, err = readTx{tx}.message(id)
+		m, err = newReadTx(tx, s.reads).message(id)
 		return err
 	})
 	return m, err
@@ -86,7 +109,7 @@ func (s *Store) MessagesByExternalID(externalID string) ([]*Message, error) {
 				continue
 			}
 			seen[string(id)] = true
-			m, err := readTx{tx}.message(string(id))
+			m, err := newReadTx(tx, s.reads).message(string(id))
 			if err != nil {
 				return err
 			}
@@ -102,7 +125,7 @@ func (s *Store) Conversation(id string) (*Conversation, error) {
 	var c *Conversation
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		c, err = readTx{tx}.conversation(id)
+		c, err = readTx{tx: tx}.conversation(id)
 		return err
 	})
 	return c, err
@@ -118,7 +141,7 @@ func (s *Store) ConversationByNumbers(business, customer string) (*Conversation,
 			return Errorf(ErrNotFound, "no conversation between %s and %s", business, customer)
 		}
 		var err error
-		c, err = readTx{tx}.conversation(string(id))
+		c, err = readTx{tx: tx}.conversation(string(id))
 		return err
 	})
 	return c, err
@@ -162,7 +185,7 @@ func (s *Store) ListConversations(q string, limit int, cursor string) (convs []*
 				next = hex.EncodeToString(convs[len(convs)-1].activityKey())
 				return nil
 			}
-			cv, err := readTx{tx}.conversation(string(k[8:]))
+			cv, err := readTx{tx: tx}.conversation(string(k[8:]))
 			if err != nil {
 				return err
 			}
@@ -186,7 +209,7 @@ func (s *Store) ConversationMessages(convID string, limit int, before string) (m
 		return nil, "", Errorf(ErrNotFound, "conversation %q not found", convID)
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
-		r := readTx{tx}
+		r := newReadTx(tx, s.reads)
 		if _, err := r.conversation(convID); err != nil {
 			return err
 		}

@@ -56,6 +56,8 @@ type Store struct {
 	entropy io.Reader
 
 	hub hub
+	// reads caches decoded messages for the agents' read paths.
+	reads *readCache
 
 	healthMu   sync.Mutex
 	lastWrite  error
@@ -92,6 +94,7 @@ func Open(path string, opts Options) (*Store, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		entropy: ulid.Monotonic(rand.Reader, 0),
+		reads:   newReadCache(16384),
 	}
 	if err := s.prepareSchema(); err != nil {
 		_ = db.Close()
