@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
 	"imchannel/config"
@@ -143,6 +144,8 @@ type app struct {
 	store   *store.Store
 	metrics *metrics.Metrics
 	started time.Time
+	// observers caches latency series by route, method and status.
+	observers sync.Map
 }
 
 // newApp opens the store with the metrics wired in: what serve runs, and
@@ -401,7 +404,7 @@ func (a *app) middleware(r *mux.Router) http.Handler {
 				}
 			}
 			d := time.Since(start)
-			a.metrics.HTTPDuration.WithLabelValues(rec.route, req.Method, strconv.Itoa(rec.status)).Observe(d.Seconds())
+			a.observer(rec.route, req.Method, rec.status).Observe(d.Seconds())
 			log.LogAttrs(req.Context(), slog.LevelInfo, accessLogMsg, slog.String("method", req.Method),
 				slog.String("route", rec.route), slog.Int("status", rec.status),
 				slog.Float64("ms", float64(d.Microseconds())/1000), slog.Int64("bytes", rec.bytes),
@@ -409,6 +412,29 @@ func (a *app) middleware(r *mux.Router) http.Handler {
 		}()
 		r.ServeHTTP(rec, req)
 	})
+}
+
+// observerKey names one latency histogram series.
+type observerKey struct {
+	route, method string
+	status        int
+}
+
+// observer returns the latency series for a request, looked up once per
+// series rather than by label values on every request.
+func (a *app) observer(route, method string, status int) prometheus.Observer {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions:
+	default:
+		method = "other" // a client's made-up method must not mint series
+	}
+	k := observerKey{route, method, status}
+	if o, ok := a.observers.Load(k); ok {
+		return o.(prometheus.Observer)
+	}
+	o := a.metrics.HTTPDuration.WithLabelValues(route, method, strconv.Itoa(status))
+	a.observers.Store(k, o)
+	return o
 }
 
 func remoteHost(addr string) string {

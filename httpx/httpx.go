@@ -148,23 +148,38 @@ type Credential struct{ User, Password string }
 
 // BasicOK reports whether r carries HTTP Basic credentials matching one of
 // creds. Every candidate is compared, so timing does not tell which user exists.
-func BasicOK(r *http.Request, creds []Credential) bool {
+func BasicOK(r *http.Request, creds []Credential) bool { return NewVerifier(creds).OK(r) }
+
+// Verifier checks HTTP Basic credentials against a fixed set whose hashes
+// are computed once, so a request costs two hashes however many logins
+// there are.
+type Verifier struct {
+	users, passwords [][sha256.Size]byte
+}
+
+// NewVerifier hashes creds for OK.
+func NewVerifier(creds []Credential) *Verifier {
+	v := &Verifier{}
+	for _, c := range creds {
+		v.users = append(v.users, sha256.Sum256([]byte(c.User)))
+		v.passwords = append(v.passwords, sha256.Sum256([]byte(c.Password)))
+	}
+	return v
+}
+
+// OK reports whether r carries one of the credentials, comparing every
+// candidate in constant time.
+func (v *Verifier) OK(r *http.Request) bool {
 	u, p, ok := r.BasicAuth()
 	if !ok {
 		return false
 	}
+	hu, hp := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
 	match := 0
-	for _, c := range creds {
-		match |= subtle.ConstantTimeByteEq(boolByte(Equal(u, c.User)), 1) & subtle.ConstantTimeByteEq(boolByte(Equal(p, c.Password)), 1)
+	for i := range v.users {
+		match |= subtle.ConstantTimeCompare(hu[:], v.users[i][:]) & subtle.ConstantTimeCompare(hp[:], v.passwords[i][:])
 	}
 	return match == 1
-}
-
-func boolByte(b bool) uint8 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // RequireBasic wraps h so that it runs only for requests with one of creds.
@@ -174,8 +189,9 @@ func RequireBasic(creds []Credential, h http.Handler) http.Handler {
 	if len(creds) == 0 {
 		return h
 	}
+	v := NewVerifier(creds)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !BasicOK(r, creds) {
+		if !v.OK(r) {
 			Unauthorized(w)
 			return
 		}

@@ -63,8 +63,9 @@ func (h *Handler) protect(route string, next http.Handler) http.Handler {
 	if len(h.d.Creds) == 0 {
 		return next
 	}
+	v := httpx.NewVerifier(h.d.Creds)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !httpx.BasicOK(r, h.d.Creds) {
+		if !v.OK(r) {
 			h.reject(route, "unauthorized")
 			httpx.Unauthorized(w)
 			return
