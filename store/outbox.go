@@ -161,7 +161,7 @@ func (s *Store) DueOutbox(now time.Time, limit int, busy func(msgID string) bool
 		if limit > 0 && len(due) > limit {
 			due = due[:limit]
 		}
-		r := readTx{tx}
+		r := readTx{tx: tx}
 		for _, st := range due {
 			m, err := r.message(st.MessageID)
 			if err != nil {
