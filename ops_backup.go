@@ -27,44 +27,23 @@ var errCheckFailed = errors.New("copy failed its check")
 // it to out and fsyncs the directory. A copy that fails is deleted: out is
 // either the previous file or a checked new one, never a broken one.
 func writeChecked(out string, write func(w io.Writer) error) (int64, error) {
-	dir := filepath.Dir(out)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(out)+".tmp-*")
-	if err != nil {
-		return 0, fmt.Errorf("create temp file beside %s: %w", out, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
+	var size int64
+	err := store.WriteFileAtomic(out, write, func(tmp string) error {
+		st, err := os.Stat(tmp)
+		if err != nil {
+			return err
 		}
-	}()
-	if err := write(f); err != nil {
-		return 0, err
-	}
-	if err := f.Sync(); err != nil {
-		return 0, fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if err := f.Close(); err != nil {
-		return 0, fmt.Errorf("close %s: %w", tmp, err)
-	}
-	problems, err := checkFile(tmp)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", errCheckFailed, err)
-	}
-	if len(problems) > 0 {
-		return 0, fmt.Errorf("%w (%d problem(s), first: %s); %s was not written", errCheckFailed, len(problems), problems[0], out)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		return 0, fmt.Errorf("rename to %s: %w", out, err)
-	}
-	ok = true
-	return st.Size(), store.SyncDir(dir)
+		size = st.Size()
+		problems, err := checkFile(tmp)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errCheckFailed, err)
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%w (%d problem(s), first: %s); %s was not written", errCheckFailed, len(problems), problems[0], out)
+		}
+		return nil
+	})
+	return size, err
 }
 
 // backupURL turns the --url argument into the /admin/backup URL and the

@@ -19,15 +19,8 @@ import (
 // lookup, not an fsync. (Those duplicates are therefore not added to the
 // dup:<provider> counter, which counts only duplicates met inside a write.)
 func (s *Store) Ingest(ctx context.Context, msgs []*Message, reps []Report) ([]Result, []ReportResult, error) {
-	for i, m := range msgs {
-		if err := validateNew(m, Inbound); err != nil {
-			return nil, nil, fmt.Errorf("message %d: %w", i, err)
-		}
-	}
-	for i, r := range reps {
-		if err := validateReport(r); err != nil {
-			return nil, nil, fmt.Errorf("report %d: %w", i, err)
-		}
+	if err := validatePost(msgs, reps); err != nil {
+		return nil, nil, err
 	}
 	if len(reps) == 0 && len(msgs) > 0 {
 		if rs, ok, err := s.allKnown(msgs); err != nil {
@@ -36,6 +29,26 @@ func (s *Store) Ingest(ctx context.Context, msgs []*Message, reps []Report) ([]R
 			return rs, nil, nil
 		}
 	}
+	return s.write(ctx, msgs, reps)
+}
+
+func validatePost(msgs []*Message, reps []Report) error {
+	for i, m := range msgs {
+		if err := validateNew(m, Inbound); err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+	}
+	for i, r := range reps {
+		if err := validateReport(r); err != nil {
+			return fmt.Errorf("report %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// write stores validated inbound messages and applies reports in one
+// transaction of the group commit.
+func (s *Store) write(ctx context.Context, msgs []*Message, reps []Report) ([]Result, []ReportResult, error) {
 	var results []Result
 	var reports []ReportResult
 	err := s.Update(ctx, func(t *Tx) error {

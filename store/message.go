@@ -24,24 +24,10 @@ type Result struct {
 // (provider, externalId) is already known is a duplicate: it is reported
 // and changes nothing.
 func (s *Store) SaveInbound(ctx context.Context, msgs []*Message) ([]Result, error) {
-	for i, m := range msgs {
-		if err := validateNew(m, Inbound); err != nil {
-			return nil, fmt.Errorf("message %d: %w", i, err)
-		}
+	if err := validatePost(msgs, nil); err != nil {
+		return nil, err
 	}
-	var results []Result
-	err := s.Update(ctx, func(t *Tx) error {
-		results = make([]Result, len(msgs))
-		for i, m := range msgs {
-			cp := *m
-			r, err := t.insert(&cp)
-			if err != nil {
-				return fmt.Errorf("message %d: %w", i, err)
-			}
-			results[i] = r
-		}
-		return nil
-	})
+	results, _, err := s.write(ctx, msgs, nil)
 	return results, err
 }
 
@@ -568,41 +554,10 @@ type ReportResult struct {
 // ApplyReports records delivery and seen reports in one transaction. A
 // report for a message not yet stored is parked and applied when it comes.
 func (s *Store) ApplyReports(ctx context.Context, reps []Report) ([]ReportResult, error) {
-	for i, r := range reps {
-		if r.Provider == "" || r.ExternalID == "" {
-			return nil, Errorf(ErrInvalid, "report %d: provider and externalId are required", i)
-		}
-		if r.Status == "" {
-			return nil, Errorf(ErrInvalid, "report %d: status is required", i)
-		}
+	if err := validatePost(nil, reps); err != nil {
+		return nil, err
 	}
-	var out []ReportResult
-	err := s.Update(ctx, func(t *Tx) error {
-		out = make([]ReportResult, len(reps))
-		for i, r := range reps {
-			if r.At.IsZero() {
-				r.At = t.now
-			}
-			id := t.tx.Bucket(bucketExt).Get(extKey(r.Provider, r.ExternalID))
-			if len(id) == 0 {
-				rc := r
-				if err := t.park(r.Provider, r.ExternalID, Pending{Kind: pendingReport, Report: &rc, At: t.now}); err != nil {
-					return err
-				}
-				out[i] = ReportResult{Parked: true}
-				continue
-			}
-			m, err := t.getMessage(string(id))
-			if err != nil {
-				return err
-			}
-			if err := t.applyEvent(m, r.Event()); err != nil {
-				return err
-			}
-			out[i] = ReportResult{MessageID: m.ID}
-		}
-		return nil
-	})
+	_, out, err := s.write(ctx, nil, reps)
 	return out, err
 }
 

@@ -465,13 +465,15 @@ func BackupDB(db *bolt.DB, out string) (int64, error) {
 			n, err = tx.WriteTo(w)
 			return err
 		})
-	})
+	}, nil)
 	return n, err
 }
 
 // WriteFileAtomic writes path through a temp file in the same directory,
-// fsyncs it, renames it into place and fsyncs the directory.
-func WriteFileAtomic(path string, write func(io.Writer) error) error {
+// fsyncs it, runs verify on the temp file (when given), renames it into
+// place and fsyncs the directory. On any failure the temp file is removed
+// and path is left as it was.
+func WriteFileAtomic(path string, write func(io.Writer) error, verify func(tmp string) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -493,6 +495,11 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if verify != nil {
+		if err := verify(tmp); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename to %s: %w", path, err)
