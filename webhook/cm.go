@@ -169,13 +169,10 @@ func (h *Handler) cmMO(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if mt := h.d.Metrics; mt != nil {
-		mt.InboundPosts.WithLabelValues(store.ProviderCM).Inc()
-		if dup {
-			mt.InboundDuplicates.WithLabelValues(store.ProviderCM).Inc()
-		} else {
-			mt.InboundMessages.WithLabelValues(store.ProviderCM).Inc()
-		}
+	if dup {
+		h.cmCounts.count(0, 1)
+	} else {
+		h.cmCounts.count(1, 0)
 	}
 	dups := 0
 	if dup {
@@ -589,8 +586,8 @@ func (h *Handler) cmStatus(w http.ResponseWriter, r *http.Request) {
 			parked++
 		}
 	}
+	h.cmCounts.count(0, 0)
 	if mt := h.d.Metrics; mt != nil {
-		mt.InboundPosts.WithLabelValues(store.ProviderCM).Inc()
 		for _, rep := range reps {
 			mt.InboundReports.WithLabelValues(store.ProviderCM, rep.Status).Inc()
 		}

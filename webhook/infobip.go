@@ -139,10 +139,8 @@ func (h *Handler) infobip(w http.ResponseWriter, r *http.Request, route string) 
 			dups++
 		}
 	}
+	h.infobipCounts.count(len(results)-dups, dups)
 	if m := h.d.Metrics; m != nil {
-		m.InboundPosts.WithLabelValues(store.ProviderInfobip).Inc()
-		m.InboundMessages.WithLabelValues(store.ProviderInfobip).Add(float64(len(results) - dups))
-		m.InboundDuplicates.WithLabelValues(store.ProviderInfobip).Add(float64(dups))
 		for _, rep := range batch.reports {
 			m.InboundReports.WithLabelValues(store.ProviderInfobip, rep.Status).Inc()
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"imchannel/httpx"
 	"imchannel/metrics"
@@ -38,6 +39,20 @@ type Deps struct {
 type Handler struct {
 	d   Deps
 	log *slog.Logger
+	// Each provider's counters, resolved once (nil without metrics).
+	infobipCounts, cmCounts *counters
+}
+
+// counters are one provider's inbound counters.
+type counters struct{ posts, messages, duplicates prometheus.Counter }
+
+func (c *counters) count(messages, duplicates int) {
+	if c == nil {
+		return
+	}
+	c.posts.Inc()
+	c.messages.Add(float64(messages))
+	c.duplicates.Add(float64(duplicates))
 }
 
 // New makes the handler.
@@ -45,7 +60,17 @@ func New(d Deps) *Handler {
 	if d.BodyLimit <= 0 {
 		d.BodyLimit = 1 << 20
 	}
-	return &Handler{d: d, log: d.Log.With("component", "webhook")}
+	h := &Handler{d: d, log: d.Log.With("component", "webhook")}
+	if m := d.Metrics; m != nil {
+		for _, p := range []struct {
+			name string
+			c    **counters
+		}{{store.ProviderInfobip, &h.infobipCounts}, {store.ProviderCM, &h.cmCounts}} {
+			*p.c = &counters{m.InboundPosts.WithLabelValues(p.name), m.InboundMessages.WithLabelValues(p.name),
+				m.InboundDuplicates.WithLabelValues(p.name)}
+		}
+	}
+	return h
 }
 
 // Register mounts the inbound routes on r.
@@ -97,12 +122,18 @@ func (h *Handler) reject(route, reason string) {
 	}
 }
 
+// Header values shared by every answer; net/http never modifies them.
+var (
+	jsonContentType = []string{"application/json; charset=utf-8"}
+	noSniff         = []string{"nosniff"}
+)
+
 // writeAccepted is the answer to a post whose store write is durable.
 func writeAccepted(w http.ResponseWriter, accepted, duplicates int) {
 	// Formatted by hand: this answer is on every webhook's hot path.
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = jsonContentType
+	h["X-Content-Type-Options"] = noSniff
 	w.WriteHeader(http.StatusOK)
 	b := make([]byte, 0, 48)
 	b = append(b, `{"accepted":`...)
