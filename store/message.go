@@ -215,7 +215,12 @@ func (t *Tx) insert(m *Message) (Result, error) {
 		m.ReplyTo = &rt
 		m.ReplyTo.ID = ""
 		if id := ext.Get(extKey(m.Provider, m.ReplyTo.ExternalID)); len(id) > 0 {
-			m.ReplyTo.ID = string(id)
+			// A quote names a message of the same chat; one naming another
+			// conversation's message is not linked (it would show another
+			// customer's words, and dangle once that customer is erased).
+			if t.inConversation(c.ID, string(id)) {
+				m.ReplyTo.ID = string(id)
+			}
 		} else if err := t.park(m.Provider, m.ReplyTo.ExternalID, Pending{Kind: pendingReply, MessageID: m.ID}); err != nil {
 			return Result{}, err
 		}
@@ -380,7 +385,7 @@ func (t *Tx) resolvePending(provider, externalID, msgID string) error {
 			if err != nil {
 				continue // the quoting message was erased meanwhile
 			}
-			if w.ReplyTo != nil {
+			if w.ReplyTo != nil && t.inConversation(w.ConversationID, msgID) {
 				w.ReplyTo.ID = msgID
 				if err := t.putMessage(w); err != nil {
 					return err
@@ -398,6 +403,15 @@ func (t *Tx) resolvePending(provider, externalID, msgID string) error {
 		}
 	}
 	return nil
+}
+
+// inConversation reports whether message msgID belongs to conversation convID.
+// (A cursor, not Get: Get answers nil for an entry with an empty value put
+// earlier in the same transaction.)
+func (t *Tx) inConversation(convID, msgID string) bool {
+	key := []byte(convID + msgID)
+	k, _ := t.tx.Bucket(bucketConvMsgs).Cursor().Seek(key)
+	return string(k) == string(key)
 }
 
 func hasPrefix(k, p []byte) bool { return len(k) >= len(p) && string(k[:len(p)]) == string(p) }

@@ -188,6 +188,64 @@ func TestReplyBeforeTarget(t *testing.T) {
 	requireClean(t, s)
 }
 
+// A quote links only to a message of the same conversation: a provider
+// naming another customer's message must not show that customer's words in
+// this thread, nor leave a dangling link when that customer is erased. A
+// target stored earlier in the same post links like any other.
+func TestReplyLinksWithinItsConversationOnly(t *testing.T) {
+	const other = "31699999999"
+	ctx := context.Background()
+	cases := []struct {
+		name        string
+		targetFrom  string
+		targetFirst bool // the target is stored before the reply
+		samePost    bool
+		linked      bool
+	}{
+		{"same conversation, target first", customer, true, false, true},
+		{"same conversation, target later", customer, false, false, true},
+		{"same conversation, same post", customer, true, true, true},
+		{"other conversation, target first", other, true, false, false},
+		{"other conversation, target later", other, false, false, false},
+		{"other conversation, same post", other, true, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTemp(t, Options{})
+			target := inbound("target", tc.targetFrom, "private words")
+			reply := inbound("reply", customer, "about that")
+			reply.ReplyTo = &ReplyRef{ExternalID: "target"}
+			var rr Result
+			switch {
+			case tc.samePost:
+				rs, err := s.SaveInbound(ctx, []*Message{target, reply})
+				require.NoError(t, err)
+				rr = rs[1]
+			case tc.targetFirst:
+				saveOne(t, s, target)
+				rr = saveOne(t, s, reply)
+			default:
+				rr = saveOne(t, s, reply)
+				saveOne(t, s, target)
+			}
+			tr, err := s.MessagesByExternalID("target")
+			require.NoError(t, err)
+			require.Len(t, tr, 1)
+			got := mustMessage(t, s, rr.MessageID)
+			if tc.linked {
+				require.Equal(t, tr[0].ID, got.ReplyTo.ID)
+			} else {
+				require.Empty(t, got.ReplyTo.ID)
+				require.Equal(t, "target", got.ReplyTo.ExternalID)
+			}
+			requireClean(t, s)
+			_, err = s.EraseNumber(ctx, other)
+			require.NoError(t, err)
+			requireClean(t, s)
+		})
+	}
+}
+
 // The customer quotes our outbound message by the provider's id for it (an
 // alias), before or after the alias is known.
 func TestReplyToOutboundViaAlias(t *testing.T) {
