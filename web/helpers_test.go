@@ -28,6 +28,7 @@ type env struct {
 	t   *testing.T
 	st  *store.Store
 	srv *httptest.Server
+	w   *Server
 }
 
 type envOpt func(*Deps)
@@ -49,7 +50,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	w.Register(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &env{t: t, st: st, srv: srv}
+	return &env{t: t, st: st, srv: srv, w: w}
 }
 
 // get requests path with the agent's credentials.

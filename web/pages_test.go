@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -430,4 +432,54 @@ func TestBrokenTemplatesFailAtStart(t *testing.T) {
 	for _, name := range []string{"index", "thread", "messages", "msg", "list", "error", "head", "overview", "body", "media"} {
 		require.NotNil(t, p.tmpl.Lookup(name), name)
 	}
+}
+
+// A client that keeps its connection open but stops reading must not hold
+// a stream (and its goroutine) forever: once its socket buffers are full,
+// the write deadline ends the stream and frees the slot.
+func TestEventsStreamDropsAClientThatStopsReading(t *testing.T) {
+	e := newEnv(t, func(d *Deps) {
+		d.MaxStreams = 1
+		d.Heartbeat = 50 * time.Millisecond
+		d.StreamWriteTimeout = 100 * time.Millisecond
+	})
+	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		_ = c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return err
+	}}
+	conn, err := dialer.Dial("tcp", e.srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/events", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(agentUser, agentPass)
+	require.NoError(t, req.Write(conn))
+	// The client never reads a byte from here on.
+	require.Eventually(t, func() bool { return e.w.streams.Load() == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	// Flood the stream with large changes until the server's writes block.
+	big := strings.Repeat("X", 8<<10)
+	deadline := time.Now().Add(20 * time.Second)
+	for e.w.streams.Load() != 0 {
+		require.True(t, time.Now().Before(deadline), "the stream of a client that stopped reading is still open")
+		require.NoError(t, e.st.Update(context.Background(), func(tx *store.Tx) error {
+			for range 256 {
+				tx.Notify(store.Change{Kind: "message", MessageID: big})
+			}
+			return nil
+		}))
+	}
+	// The slot is free for the next agent.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err = http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+"/events", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(agentUser, agentPass)
+	resp, err := e.srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 }

@@ -43,8 +43,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 	rc := http.NewResponseController(w)
 	// The server's write timeout is meant for ordinary answers; a stream
-	// lives until the client or the server goes away.
-	_ = rc.SetWriteDeadline(time.Time{})
+	// lives until the client or the server goes away. Each write instead
+	// gets its own deadline, so a client that stops reading (its socket
+	// still open) fails the write and frees the stream, rather than
+	// blocking this goroutine forever. The deadline also covers the idle
+	// time until the next heartbeat (HTTP/2 resets a stream whose deadline
+	// passes even between writes). A writer without deadlines (none of
+	// ours) keeps the old behaviour.
+	deadline := func() {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.d.Heartbeat + s.d.StreamWriteTimeout))
+	}
+	deadline()
 
 	changes, stop := s.d.Store.Subscribe(256)
 	defer stop()
@@ -68,6 +77,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-beat.C:
+			deadline()
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
@@ -82,6 +92,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				continue
 			}
+			deadline()
 			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
 				return
 			}

@@ -31,6 +31,10 @@ type Deps struct {
 	MaxStreams int
 	// Heartbeat is the SSE keep-alive interval (default 20s).
 	Heartbeat time.Duration
+	// StreamWriteTimeout bounds each write to an SSE stream (default 30s):
+	// a client that stops reading is dropped instead of holding a stream
+	// slot and a goroutine forever.
+	StreamWriteTimeout time.Duration
 }
 
 // Server serves the status page, /api/v1 and the event stream.
@@ -56,6 +60,9 @@ func New(d Deps) (*Server, error) {
 	}
 	if d.Heartbeat <= 0 {
 		d.Heartbeat = 20 * time.Second
+	}
+	if d.StreamWriteTimeout <= 0 {
+		d.StreamWriteTimeout = 30 * time.Second
 	}
 	p, err := newPages()
 	if err != nil {
