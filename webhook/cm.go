@@ -510,7 +510,7 @@ var cmTimeLayouts = []string{
 func parseCMTime(s string) (time.Time, bool) {
 	for _, l := range cmTimeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
-			return t.UTC(), true
+			return t.UTC(), storableTime(t.UTC())
 		}
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {

@@ -152,8 +152,19 @@ var timeLayouts = []string{"2006-01-02T15:04:05Z0700", time.RFC3339}
 func parseTime(s string) (time.Time, error) {
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
+			if !storableTime(t.UTC()) {
+				return time.Time{}, fmt.Errorf("%q is outside the years 0000 to 9999 in UTC", s)
+			}
 			return t.UTC(), nil
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q is not a timestamp like 2019-07-19T11:21:27.861+0000 or RFC 3339", s)
+}
+
+// storableTime reports whether t (in UTC) can be stored: the store encodes
+// times as RFC 3339, which has four-digit years, so an offset that pushes
+// 9999-12-31 or 0000-01-01 over the edge would fail the whole write.
+func storableTime(t time.Time) bool {
+	y := t.Year()
+	return y >= 0 && y <= 9999
 }

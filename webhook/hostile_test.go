@@ -1,0 +1,95 @@
+package webhook_test
+
+// Hostile and odd-but-valid posts through the real router: none may answer
+// 500, and a refused post must leave the database exactly as it was.
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+// dbDigest hashes every key and value of every bucket (nested too), so two
+// digests are equal only if nothing in the file changed.
+func dbDigest(t *testing.T, e *testEnv) [32]byte {
+	t.Helper()
+	h := sha256.New()
+	var walk func(path []byte, b *bolt.Bucket) error
+	walk = func(path []byte, b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			fmt.Fprintf(h, "%q/%q=%q\n", path, k, v)
+			if v == nil {
+				if nb := b.Bucket(k); nb != nil {
+					return walk(append(append(path[:len(path):len(path)], '/'), k...), nb)
+				}
+			}
+			return nil
+		})
+	}
+	require.NoError(t, e.Store.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walk(name, b) })
+	}))
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+type hostileCase struct {
+	name   string
+	path   string
+	body   string
+	status int
+	errHas string
+}
+
+func runHostile(t *testing.T, cases []hostileCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			before := dbDigest(t, e)
+			a := e.post(t, c.path, []byte(c.body))
+			require.Equal(t, c.status, a.Status, "%s", a.Body)
+			if c.status >= 400 {
+				require.Contains(t, a.ErrorText(t), c.errHas)
+				require.Equal(t, before, dbDigest(t, e), "a refused post changed the database")
+			}
+			e.requireClean(t)
+		})
+	}
+}
+
+func ibText(extra string) string {
+	return `{"results":[{"from":"385919998888","to":"1234","messageId":"ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ",` +
+		extra + `"message":{"type":"TEXT","text":"Support hello"}}]}`
+}
+
+// TestHostileTimes: a timestamp whose offset pushes it past year 9999 (or
+// before year 0) in UTC cannot be stored; it is refused naming the field
+// instead of failing the write with a 500.
+func TestHostileTimes(t *testing.T) {
+	runHostile(t, []hostileCase{
+		{"infobip receivedAt past 9999", ibRoute, ibText(`"receivedAt":"9999-12-31T23:59:59.000-2359",`), 400, "results[0].receivedAt"},
+		{"infobip receivedAt before 0000", ibRoute, ibText(`"receivedAt":"0000-01-01T00:00:00+23:59",`), 400, "results[0].receivedAt"},
+		{"infobip receivedAt at the edge is fine", ibRoute, ibText(`"receivedAt":"9999-12-31T23:59:59.000+0000",`), 200, ""},
+		{"infobip seenAt past 9999", ibRoute,
+			`{"results":[{"messageId":"out-1","to":"41793026731","seenAt":"9999-12-31T23:59:59.000-2359"}]}`, 400, "results[0].seenAt"},
+		{"infobip doneAt past 9999", ibRoute,
+			`{"results":[{"messageId":"out-1","status":{"groupName":"DELIVERED"},"doneAt":"9999-12-31T23:59:59.000-2359"}]}`, 400, "results[0].doneAt"},
+		{"infobip second result's sentAt", ibRoute,
+			`{"results":[{"messageId":"out-1","seenAt":"2018-12-12T11:21:58.251+0000"},{"messageId":"out-2","seenAt":"2018-12-12T11:21:58.251+0000","sentAt":"0000-01-01T00:00:00+0100"}]}`,
+			400, "results[1].sentAt"},
+		{"cm timeUtc past 9999", "/webhooks/cm",
+			`{"reference":"r1","from":{"number":"0031612345678"},"to":{"number":"003197008101015"},"message":{"text":"hi"},"timeUtc":"9999-12-31T23:59:59-23:59"}`,
+			400, "timeUtc"},
+		{"cm time before 0000", "/webhooks/cm",
+			`{"reference":"r1","from":{"number":"0031612345678"},"to":{"number":"003197008101015"},"message":{"text":"hi"},"time":"0000-01-01 00:00:00+01:00"}`,
+			400, "time"},
+		{"cm status received past 9999", "/webhooks/cm/status",
+			`{"messages":{"msg":{"reference":"referencereplytest","status":{"code":2},"received":"9999-12-31T23:59:59-23:59"}}}`,
+			400, "messages.msg.received"},
+	})
+}
