@@ -105,12 +105,17 @@ func typeByExt(ext string) string {
 }
 
 func (p *cm) payload(m *store.Message) ([]byte, error) {
-	if m.Outbound == nil || len(m.Outbound.WhatsApp) == 0 {
-		return nil, fmt.Errorf("message %s has no whatsApp content to send", m.ID)
+	raw, err := content(m)
+	if err != nil {
+		return nil, err
 	}
-	w, _, err := normalizeWhatsApp(m.Outbound.WhatsApp)
+	w, _, err := normalizeWhatsApp(raw)
 	if err != nil {
 		return nil, fmt.Errorf("message %s: %v", m.ID, err)
+	}
+	replyTo := ""
+	if m.Outbound != nil {
+		replyTo = m.Outbound.ReplyToExternal
 	}
 	from := p.cfg.From
 	if from == "" {
@@ -147,10 +152,10 @@ func (p *cm) payload(m *store.Message) ([]byte, error) {
 		if msg.Body.Content == "" {
 			msg.Body.Content = strings.TrimSpace(w.LocationName + " " + w.Address)
 		}
-	case m.Outbound.ReplyToExternal != "":
+	case replyTo != "":
 		conv = append(conv, map[string]any{"text": w.text()})
 	}
-	if r := m.Outbound.ReplyToExternal; r != "" && len(conv) > 0 {
+	if r := replyTo; r != "" && len(conv) > 0 {
 		conv[0]["context"] = map[string]any{"message_id": r}
 	}
 	if len(conv) > 0 {

@@ -1,6 +1,7 @@
 package outbound_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -337,4 +338,41 @@ func TestRateLimit(t *testing.T) {
 	rs := prov.waitRequests(t, 8)
 	// 5 go at once (one second's burst), the other 3 need 3/5 s more.
 	require.GreaterOrEqual(t, rs[7].At.Sub(rs[0].At), 500*time.Millisecond)
+}
+
+// A text message queued by another part of the service (the CM welcome
+// reply) carries its text and reply context but no whatsApp object: it is
+// still delivered, with the reply context where the provider takes one.
+func TestWelcomeReplyIsSent(t *testing.T) {
+	for _, kind := range []string{store.ProviderInfobip, store.ProviderCM} {
+		t.Run(kind, func(t *testing.T) {
+			answer := infobipOK
+			if kind == store.ProviderCM {
+				answer = cmOK
+			}
+			prov := newFake(t, answer)
+			e := newEnv(t, testConfig(kind, prov.URL), prov)
+			e.dispatch()
+			queued, err := e.st.QueueWelcome(context.Background(), &store.Message{
+				Provider: kind, ExternalID: "welcome-1", From: business, To: "41793026727",
+				Type: store.TypeText, Text: "Welcome! An agent will be with you shortly.",
+				Outbound: &store.OutboundSpec{ReplyToExternal: "wamid.REQ"},
+			})
+			require.NoError(t, err)
+			require.True(t, queued)
+			e.waitStatus("welcome-1", store.StatusSent)
+			rs := prov.requests()
+			require.Len(t, rs, 1)
+			if kind == store.ProviderCM {
+				require.JSONEq(t, `{"messages":{"authentication":{"productToken":"product-token"},"msg":[{
+					"from":"CM.com","to":[{"number":"0041793026727"}],
+					"body":{"type":"auto","content":"Welcome! An agent will be with you shortly."},
+					"allowedChannels":["WhatsApp"],"reference":"welcome-1",
+					"richContent":{"conversation":[{"text":"Welcome! An agent will be with you shortly.","context":{"message_id":"wamid.REQ"}}]}}]}}`, string(rs[0].Body))
+			} else {
+				require.JSONEq(t, `{"scenarioKey":"`+scenarioKey+`","destinations":[{"messageId":"welcome-1","to":{"phoneNumber":"41793026727"}}],
+					"whatsApp":{"text":"Welcome! An agent will be with you shortly."}}`, string(rs[0].Body))
+			}
+		})
+	}
 }

@@ -3,7 +3,6 @@ package outbound
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -48,15 +47,19 @@ type ibStatusAnswer struct {
 var ibRejected = map[string]bool{"REJECTED": true, "UNDELIVERABLE": true, "EXPIRED": true}
 
 func (p *infobip) payload(m *store.Message) ([]byte, error) {
-	if m.Outbound == nil || len(m.Outbound.WhatsApp) == 0 {
-		return nil, fmt.Errorf("message %s has no whatsApp content to send", m.ID)
+	wa, err := content(m)
+	if err != nil {
+		return nil, err
 	}
-	key := m.Outbound.ScenarioKey
+	spec := m.Outbound
+	if spec == nil {
+		spec = &store.OutboundSpec{}
+	}
+	key := spec.ScenarioKey
 	if key == "" {
 		key = p.cfg.ScenarioKey
 	}
-	wa := m.Outbound.WhatsApp
-	if m.Outbound.ReplyToExternal != "" {
+	if spec.ReplyToExternal != "" {
 		// replyTo is our extension (CM's reply context); Infobip's OMNI
 		// format has no such field.
 		var fields map[string]json.RawMessage

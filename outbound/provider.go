@@ -3,6 +3,7 @@ package outbound
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,24 @@ type sender interface {
 }
 
 const maxAnswer = 1 << 20
+
+// content is the whatsApp object a message is sent with: the one the send
+// API or the template endpoint stored, or, for a text queued by another
+// part of the service (the CM welcome reply carries only its text and the
+// request it answers), one made from the message itself.
+func content(m *store.Message) (json.RawMessage, error) {
+	if m.Outbound != nil && len(m.Outbound.WhatsApp) > 0 {
+		return m.Outbound.WhatsApp, nil
+	}
+	if m.Type != store.TypeText || m.Text == "" {
+		return nil, fmt.Errorf("message %s has no whatsApp content to send", m.ID)
+	}
+	w := whatsApp{Text: &m.Text}
+	if m.Outbound != nil {
+		w.ReplyTo = m.Outbound.ReplyToExternal
+	}
+	return json.Marshal(w)
+}
 
 // post sends a JSON body and classifies the outcome: a 2xx answer's body is
 // returned; everything else is a *SendError.
