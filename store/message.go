@@ -255,6 +255,13 @@ func (t *Tx) insert(m *Message) (Result, error) {
 	if err := t.addCounter(counterMessages, 1); err != nil {
 		return Result{}, err
 	}
+	if m.Direction == Outbound && m.Status == StatusFailed {
+		// touchConversation counted it on the conversation (BulkLoad keeps
+		// the status it is given).
+		if err := t.addCounter(counterFailedSends, 1); err != nil {
+			return Result{}, err
+		}
+	}
 	t.Notify(Change{Kind: "message", ConversationID: c.ID, MessageID: m.ID})
 	if m.Direction == Outbound {
 		t.Notify(Change{Kind: "outbox", ConversationID: c.ID, MessageID: m.ID})
