@@ -376,3 +376,30 @@ func TestWelcomeReplyIsSent(t *testing.T) {
 		})
 	}
 }
+
+// A message whose stored content makes building its payload panic fails
+// with a reason; the dispatcher survives, releases the customer's queue
+// and goes on with other messages.
+func TestPanicFailsOnlyThatMessage(t *testing.T) {
+	prov := newFake(t, cmOK)
+	e := newEnv(t, testConfig(store.ProviderCM, prov.URL), prov)
+	queue := func(ext, to, wa string) {
+		_, err := e.st.QueueOutbound(context.Background(), []*store.Message{{
+			Provider: store.ProviderCM, ExternalID: ext, From: business, To: to, Type: store.TypeLocation,
+			Outbound: &store.OutboundSpec{WhatsApp: json.RawMessage(wa)},
+		}}, store.QueueOptions{})
+		require.NoError(t, err)
+	}
+	// Written by an older build or another part of the service: a
+	// latitude without its longitude.
+	queue("bad-1", "41793026727", `{"latitude":1}`)
+	queue("after-bad", "41793026727", `{"latitude":1,"longitude":2}`)
+	queue("other", "41793026728", `{"latitude":1,"longitude":2}`)
+	e.dispatch()
+	m := e.waitStatus("bad-1", store.StatusFailed)
+	require.Contains(t, m.Error, "panic")
+	e.waitStatus("after-bad", store.StatusSent)
+	e.waitStatus("other", store.StatusSent)
+	require.ElementsMatch(t, []string{"after-bad", "other"}, destinationIDs(t, prov.requests()))
+	require.Equal(t, 0, e.outboxDepth())
+}

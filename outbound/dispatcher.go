@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -76,7 +77,7 @@ func (x *Dispatcher) Run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for it := range work {
-				x.deliver(ctx, it)
+				x.deliverSafe(ctx, it)
 				x.release(it.Message.ID)
 			}
 		}()
@@ -188,6 +189,27 @@ func (x *Dispatcher) backoff(attempts int) time.Duration {
 	b = min(b, hi)
 	half := b / 2
 	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+// deliverSafe is deliver for a worker: a panic while handling one message
+// (content no payload can be built from) fails that message with the
+// reason instead of taking the process down, where a restart would pick
+// the same message up and panic again. The entry is released either way.
+func (x *Dispatcher) deliverSafe(ctx context.Context, it store.OutboxItem) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		reason := fmt.Sprintf("internal error: panic while sending: %v", r)
+		log := x.log.With("message", it.Message.ID, "externalId", it.Message.ExternalID)
+		log.Error("send panicked; the message is marked failed", "panic", r, "stack", string(debug.Stack()))
+		x.d.Metrics.Sends.WithLabelValues(x.kind, "failed").Inc()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		x.record(ctx, log, x.d.Store.MarkFailed(wctx, it.Message.ID, reason))
+	}()
+	x.deliver(ctx, it)
 }
 
 // deliver makes one attempt for one message and records its outcome.
