@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/gorilla/mux"
 
@@ -25,9 +24,6 @@ const (
 	cmRoute       = "/webhooks/cm"
 	cmStatusRoute = "/webhooks/cm/status"
 )
-
-// cmMaxRefLen bounds references: CM's are UUIDs or wamids, far shorter.
-const cmMaxRefLen = 512
 
 func (h *Handler) registerCM(r *mux.Router) {
 	r.Handle(cmRoute, h.protect(cmRoute, http.HandlerFunc(h.cmMO))).Methods(http.MethodPost)
@@ -709,11 +705,8 @@ func cmRef(s, field string, required bool) (string, error) {
 		}
 		return "", nil
 	}
-	if len(s) > cmMaxRefLen {
-		return "", cmInvalid("%s is longer than %d bytes", field, cmMaxRefLen)
-	}
-	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
-		return "", cmInvalid("%s contains control characters", field)
+	if p := refProblem(s); p != "" {
+		return "", cmInvalid("%s %s", field, p)
 	}
 	return s, nil
 }
@@ -723,7 +716,7 @@ func cmCheckNumber(s, field string) error {
 	switch {
 	case d == "":
 		return cmInvalid("%s %q has no digits", field, s)
-	case len(d) > 20:
+	case len(d) > maxNumberDigits:
 		return cmInvalid("%s %q is too long for a phone number", field, s)
 	}
 	return nil

@@ -6,6 +6,7 @@ package webhook_test
 import (
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -91,5 +92,36 @@ func TestHostileTimes(t *testing.T) {
 		{"cm status received past 9999", "/webhooks/cm/status",
 			`{"messages":{"msg":{"reference":"referencereplytest","status":{"code":2},"received":"9999-12-31T23:59:59-23:59"}}}`,
 			400, "messages.msg.received"},
+	})
+}
+
+// TestHostileIDs: ids too long to be a bbolt key used to fail the whole
+// write with a 500, numbers too long likewise (they are part of the
+// conversation key), and a NUL in an id reached what was parked for the id
+// before it ("abc\u0000x" is keyed like a report parked for "abc"). Each is
+// now refused naming results[i] and the field.
+func TestHostileIDs(t *testing.T) {
+	long := strings.Repeat("A", 40000)
+	digits := strings.Repeat("3", 40000)
+	seen := `{"messageId":"out-ok","to":"41793026731","seenAt":"2018-12-12T11:21:58.251+0000"}`
+	runHostile(t, []hostileCase{
+		{"messageId too long", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", long, 1), 400, "results[0].messageId is longer than 512 bytes"},
+		{"messageId with NUL", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", `abc\u0000x`, 1), 400, "results[0].messageId contains control characters"},
+		{"pairedMessageId too long", ibRoute, ibText(`"pairedMessageId":"` + long + `",`), 400, "results[0].pairedMessageId is longer"},
+		{"context.id with NUL", ibRoute,
+			`{"results":[{"from":"1","to":"2","messageId":"m1","message":{"type":"TEXT","text":"x","context":{"id":"abc\u0000x"}}}]}`,
+			400, "results[0].message.context.id contains control characters"},
+		{"reaction target too long", ibRoute,
+			`{"results":[{"from":"1","to":"2","messageId":"r1","message":{"type":"REACTION","emoji":"👍","messageId":"` + long + `"}}]}`,
+			400, "results[0].message.messageId is longer"},
+		{"seen report id too long", ibRoute, `{"results":[` + seen + `,{"messageId":"` + long + `","seenAt":"2018-12-12T11:21:58.251+0000"}]}`,
+			400, "results[1].messageId is longer"},
+		{"seen report id with NUL", ibRoute, `{"results":[` + seen + `,{"messageId":"abc\u0000x","seenAt":"2018-12-12T11:21:58.251+0000"}]}`,
+			400, "results[1].messageId contains control characters"},
+		{"delivery report id too long", ibRoute, `{"results":[{"messageId":"` + long + `","status":{"groupName":"DELIVERED"}}]}`,
+			400, "results[0].messageId is longer"},
+		{"from too long", ibRoute, strings.Replace(ibText(""), `"385919998888"`, `"`+digits+`"`, 1), 400, "results[0].from has 40000 digits"},
+		{"to too long", ibRoute, strings.Replace(ibText(""), `"1234"`, `"`+digits+`"`, 1), 400, "results[0].to has 40000 digits"},
+		{"an id of 512 bytes is fine", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", long[:512], 1), 200, ""},
 	})
 }

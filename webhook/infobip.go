@@ -274,17 +274,19 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 	if strings.TrimSpace(res.MessageID) == "" {
 		return nil, bad("messageId", "is required")
 	}
-	if res.From == "" {
-		return nil, bad("from", "is required")
+	if p := refProblem(res.MessageID); p != "" {
+		return nil, bad("messageId", "%s", p)
 	}
-	if store.NormalizeNumber(res.From) == "" {
-		return nil, bad("from", "%q holds no digits", res.From)
-	}
-	if res.To == "" {
-		return nil, bad("to", "is required")
-	}
-	if store.NormalizeNumber(res.To) == "" {
-		return nil, bad("to", "%q holds no digits", res.To)
+	for _, f := range []struct{ name, v string }{{"from", res.From}, {"to", res.To}} {
+		if f.v == "" {
+			return nil, bad(f.name, "is required")
+		}
+		switch d := store.NormalizeNumber(f.v); {
+		case d == "":
+			return nil, bad(f.name, "%q holds no digits", f.v)
+		case len(d) > maxNumberDigits:
+			return nil, bad(f.name, "has %d digits, more than a phone number's %d", len(d), maxNumberDigits)
+		}
 	}
 	m := &store.Message{
 		Provider:   store.ProviderInfobip,
@@ -303,11 +305,14 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 		m.ReceivedAt = t
 	}
 	msg := res.Message
-	quoted := res.PairedMessageID
+	quoted, quotedField := res.PairedMessageID, "pairedMessageId"
 	if quoted == "" && msg.Context != nil {
-		quoted = msg.Context.ID
+		quoted, quotedField = msg.Context.ID, "message.context.id"
 	}
 	if quoted != "" {
+		if p := refProblem(quoted); p != "" {
+			return nil, bad(quotedField, "%s", p)
+		}
 		m.ReplyTo = &store.ReplyRef{ExternalID: quoted}
 	}
 	media := func(typ string) error {
@@ -388,12 +393,15 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 		}
 		m.Type, m.Order, m.Text = store.TypeOrder, order, msg.Text
 	case "REACTION":
-		target := msg.MessageID
+		target, targetField := msg.MessageID, "message.messageId"
 		if target == "" && msg.Context != nil {
-			target = msg.Context.ID
+			target, targetField = msg.Context.ID, "message.context.id"
 		}
 		if target == "" {
 			return nil, bad("message.messageId", "is required for REACTION (the message reacted to)")
+		}
+		if p := refProblem(target); p != "" {
+			return nil, bad(targetField, "%s", p)
 		}
 		action := strings.ToUpper(msg.Action)
 		if action != "" && action != "ADDED" && action != "REMOVED" {
@@ -464,6 +472,9 @@ func deliveryReport(i int, res *ibResult) (store.Report, error) {
 	}
 	if strings.TrimSpace(res.MessageID) == "" {
 		return store.Report{}, bad("messageId", "is required")
+	}
+	if p := refProblem(res.MessageID); p != "" {
+		return store.Report{}, bad("messageId", "%s", p)
 	}
 	// The event's time is when the report's state was reached: doneAt,
 	// else sentAt. Both are checked so a bad one is never ignored.
@@ -536,6 +547,9 @@ func failureReason(st *ibStatus, e *ibError) string {
 func seenReport(i int, res *ibResult) (store.Report, error) {
 	if strings.TrimSpace(res.MessageID) == "" {
 		return store.Report{}, httpx.Errorf(store.ErrInvalid, "results[%d].messageId is required", i)
+	}
+	if p := refProblem(res.MessageID); p != "" {
+		return store.Report{}, httpx.Errorf(store.ErrInvalid, "results[%d].messageId %s", i, p)
 	}
 	if res.SentAt != "" {
 		if _, err := parseTime(res.SentAt); err != nil {

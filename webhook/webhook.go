@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,4 +169,27 @@ func parseTime(s string) (time.Time, error) {
 func storableTime(t time.Time) bool {
 	y := t.Year()
 	return y >= 0 && y <= 9999
+}
+
+// Bounds shared by both providers' external ids and numbers.
+const (
+	// maxRefLen bounds external ids (messageId, reference): real ones are
+	// UUIDs or wamids, far shorter, and a key must stay well under bbolt's
+	// 32 KiB limit.
+	maxRefLen = 512
+	// maxNumberDigits bounds phone numbers: E.164 has at most 15 digits.
+	maxNumberDigits = 20
+)
+
+// refProblem says what makes s unusable as an external id, or "". Control
+// characters are refused because the store keys ids after a NUL separator:
+// "abc\x00…" would reach what is parked for "abc".
+func refProblem(s string) string {
+	switch {
+	case len(s) > maxRefLen:
+		return fmt.Sprintf("is longer than %d bytes", maxRefLen)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return "contains control characters"
+	}
+	return ""
 }
