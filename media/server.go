@@ -19,6 +19,11 @@ type Server struct {
 	st    *store.Store
 	log   *slog.Logger
 	creds []httpx.Credential
+	// writeIdle is how long a download may make no progress. While bytes
+	// keep flowing the write deadline moves forward, so the server's
+	// write_timeout bounds a stalled client, not the size of the file or
+	// the speed of the agent's link.
+	writeIdle time.Duration
 }
 
 // NewServer builds the media routes; creds are the agents' logins.
@@ -26,7 +31,7 @@ func NewServer(st *store.Store, log *slog.Logger, creds []httpx.Credential) *Ser
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{st: st, log: log.With("component", "media"), creds: creds}
+	return &Server{st: st, log: log.With("component", "media"), creds: creds, writeIdle: 30 * time.Second}
 }
 
 // Register mounts the routes.
@@ -91,8 +96,27 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, md *store.Media) 
 		h.Set("Content-Disposition", d)
 	}
 	// Zero modtime: validation is by ETag only.
-	http.ServeContent(w, r, "", time.Time{}, rd)
+	http.ServeContent(&progressWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: s.writeIdle}, r, "", time.Time{}, rd)
 }
+
+// progressWriter pushes the connection's write deadline forward while the
+// body keeps moving.
+type progressWriter struct {
+	http.ResponseWriter
+	rc   *http.ResponseController
+	idle time.Duration
+	last time.Time
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	if now := time.Now(); now.Sub(p.last) > p.idle/8 {
+		_ = p.rc.SetWriteDeadline(now.Add(p.idle))
+		p.last = now
+	}
+	return p.ResponseWriter.Write(b)
+}
+
+func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 
 // inlineTypes are shown in the browser; everything else (documents) is
 // offered as a download under its file name. Active content (HTML, SVG)

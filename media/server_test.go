@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/require"
 
+	"imchannel/httpx"
 	"imchannel/store"
 )
 
@@ -212,4 +217,48 @@ func TestDisposition(t *testing.T) {
 	} {
 		require.Equal(t, c.want, disposition(&store.Media{FileName: c.name, ContentType: c.ct}), c.name)
 	}
+}
+
+// A download slower than the server's write timeout still completes while
+// bytes keep flowing: the deadline bounds a stalled client, not a slow link.
+func TestServeSlowDownloadOutlivesWriteTimeout(t *testing.T) {
+	st := openStore(t, tempDB(t))
+	data := pattern(12 << 20)
+	md := cached(t, st, "big", "big.mp4", "video/mp4", data)
+
+	r := mux.NewRouter()
+	s := NewServer(st, nil, []httpx.Credential{agent})
+	// Generous next to the time a blocked write waits for the socket
+	// buffers to drain; far longer than the server's write timeout.
+	s.writeIdle = 2 * time.Second
+	s.Register(r)
+	srv := httptest.NewUnstartedServer(r)
+	srv.Config.WriteTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/media/"+md.ID, nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(agent.User, agent.Password)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	// An agent on a slow link: at most about 6 MB/s, so the whole file
+	// takes several write timeouts.
+	var got []byte
+	buf := make([]byte, 64<<10)
+	start := time.Now()
+	for {
+		n, err := io.ReadFull(resp.Body, buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		require.NoError(t, err, "after %d of %d bytes", len(got), len(data))
+		time.Sleep(10 * time.Millisecond) // the slow link, not a wait for a condition
+	}
+	require.Equal(t, len(data), len(got), "download cut off")
+	require.Greater(t, time.Since(start), 4*srv.Config.WriteTimeout)
+	require.Equal(t, sum(data), sum(got))
 }
