@@ -27,7 +27,10 @@ type Dispatcher struct {
 
 	mu   sync.Mutex
 	busy map[string]bool
-	kick chan struct{}
+	// acked holds provider acceptances the store could not record yet:
+	// those messages are recorded, never sent again.
+	acked map[string]accepted
+	kick  chan struct{}
 }
 
 // NewDispatcher makes the dispatcher for [provider] kind.
@@ -38,12 +41,13 @@ func NewDispatcher(d Deps) *Dispatcher {
 		c = &http.Client{Timeout: d.Config.Provider.Timeout.Duration}
 	}
 	x := &Dispatcher{
-		d:    d,
-		log:  d.Log.With("component", "outbox"),
-		lim:  newLimiter(d.Config.Provider.RatePerSecond),
-		kind: d.Config.Provider.Kind,
-		busy: map[string]bool{},
-		kick: make(chan struct{}, 1),
+		d:     d,
+		log:   d.Log.With("component", "outbox"),
+		lim:   newLimiter(d.Config.Provider.RatePerSecond),
+		kind:  d.Config.Provider.Kind,
+		busy:  map[string]bool{},
+		acked: map[string]accepted{},
+		kick:  make(chan struct{}, 1),
 	}
 	if x.kind == store.ProviderCM {
 		x.sender = &cm{c: c, cfg: d.Config.Provider}
@@ -220,8 +224,16 @@ func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	log := x.log.With("message", m.ID, "externalId", m.ExternalID)
+	acc, wasAcked := x.ack(m.ID)
 	if m.Deleted || m.Status == store.StatusFailed {
 		x.record(ctx, log, x.d.Store.DropOutbox(wctx, m.ID))
+		x.setAck(m.ID, nil)
+		return
+	}
+	if wasAcked {
+		// The provider took it on an earlier attempt; only its
+		// recording failed. Record it, do not send it again.
+		x.recordSent(ctx, wctx, log, m.ID, acc)
 		return
 	}
 	deadline := st.Release.Add(x.d.Config.Outbox.Deadline.Duration)
@@ -244,7 +256,7 @@ func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
 		if acc.Event.At.IsZero() {
 			acc.Event.At = x.d.Now()
 		}
-		x.record(ctx, log, x.d.Store.MarkSent(wctx, m.ID, acc.ProviderID, acc.Event))
+		x.recordSent(ctx, wctx, log, m.ID, acc)
 		return
 	}
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
@@ -269,6 +281,37 @@ func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
 	x.d.Metrics.Retries.WithLabelValues("send").Inc()
 	log.Info("send failed; will retry", "attempt", st.Attempts+1, "err", se.Error(), "next", next)
 	x.record(ctx, log, x.d.Store.MarkRetry(wctx, m.ID, next, se.Error()))
+}
+
+// recordSent writes a provider's acceptance. When the write fails the
+// acceptance is kept in memory and the entry's next turn retries the write
+// instead of the send, so the customer does not get the message twice.
+func (x *Dispatcher) recordSent(ctx, wctx context.Context, log *slog.Logger, id string, acc accepted) {
+	err := x.d.Store.MarkSent(wctx, id, acc.ProviderID, acc.Event)
+	if err == nil {
+		x.setAck(id, nil)
+		return
+	}
+	x.setAck(id, &acc)
+	x.record(ctx, log, err)
+}
+
+func (x *Dispatcher) ack(id string) (accepted, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	acc, ok := x.acked[id]
+	return acc, ok
+}
+
+// setAck remembers (acc != nil) or forgets an unrecorded acceptance.
+func (x *Dispatcher) setAck(id string, acc *accepted) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if acc == nil {
+		delete(x.acked, id)
+	} else {
+		x.acked[id] = *acc
+	}
 }
 
 // record logs a failed outcome write. The entry stays in the outbox and is

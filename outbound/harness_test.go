@@ -137,6 +137,8 @@ type env struct {
 
 	handler  http.Handler
 	stopDisp func()
+	// log, if set, receives the outbound components' logs.
+	log *slog.Logger
 }
 
 func newEnv(t *testing.T, cfg config.Config, prov *fakeProvider) *env {
@@ -150,7 +152,7 @@ func newEnv(t *testing.T, cfg config.Config, prov *fakeProvider) *env {
 }
 
 func (e *env) deps() outbound.Deps {
-	return outbound.Deps{Store: e.st, Metrics: metrics.New(), Config: e.cfg, Now: e.now}
+	return outbound.Deps{Store: e.st, Log: e.log, Metrics: metrics.New(), Config: e.cfg, Now: e.now}
 }
 
 func (e *env) open() {
