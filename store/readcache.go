@@ -26,7 +26,8 @@ func newReadCache(max int) *readCache {
 	return &readCache{max: max, entries: make(map[string]*cachedMessage, max)}
 }
 
-// get returns a copy of the message decoded from raw, if cached.
+// get returns a copy of the message decoded from raw, if cached; the copy
+// shares nothing with the cache.
 func (c *readCache) get(id string, raw []byte) (Message, bool) {
 	c.mu.Lock()
 	e, ok := c.entries[id]
@@ -34,7 +35,7 @@ func (c *readCache) get(id string, raw []byte) (Message, bool) {
 	if !ok || !bytes.Equal(e.raw, raw) {
 		return Message{}, false
 	}
-	return e.msg.shallowCopy(), true
+	return e.msg.detached(), true
 }
 
 // put remembers m as decoded from raw (which must not be bbolt's memory).
@@ -52,18 +53,45 @@ func (c *readCache) put(id string, raw []byte, m *Message) {
 			}
 		}
 	}
-	c.entries[id] = &cachedMessage{raw: raw, msg: m.shallowCopy()}
+	c.entries[id] = &cachedMessage{raw: raw, msg: m.detached()}
 }
 
-// shallowCopy copies m with its slices clipped, so a reader appending to
-// one cannot write into another reader's copy. Readers never modify what
-// the slices hold.
-func (m Message) shallowCopy() Message {
-	m.Timeline = slices.Clip(m.Timeline)
-	m.Reactions = slices.Clip(m.Reactions)
-	m.Aliases = slices.Clip(m.Aliases)
-	m.Contacts = slices.Clip(m.Contacts)
-	m.Order = slices.Clip(m.Order)
-	m.Raw = slices.Clip(m.Raw)
+// detached copies m so that nothing the copy reaches is shared with the
+// cache or another reader: a caller may change any field of the message it
+// gets (its reply link, a timeline entry) without changing what the next
+// reader sees. Copying these few small parts is still far cheaper than
+// decoding the JSON again.
+func (m Message) detached() Message {
+	m.Timeline = slices.Clone(m.Timeline)
+	m.Reactions = slices.Clone(m.Reactions)
+	m.Aliases = slices.Clone(m.Aliases)
+	m.Contacts = slices.Clone(m.Contacts)
+	m.Order = slices.Clone(m.Order)
+	m.Raw = slices.Clone(m.Raw)
+	if m.Media != nil {
+		md := *m.Media
+		m.Media = &md
+	}
+	if m.Location != nil {
+		l := *m.Location
+		m.Location = &l
+	}
+	if m.Interactive != nil {
+		it := *m.Interactive
+		it.Response = slices.Clone(it.Response)
+		m.Interactive = &it
+	}
+	if m.ReplyTo != nil {
+		r := *m.ReplyTo
+		m.ReplyTo = &r
+	}
+	if m.Outbound != nil {
+		o := *m.Outbound
+		o.WhatsApp = slices.Clone(o.WhatsApp)
+		o.HeaderData = slices.Clone(o.HeaderData)
+		o.BodyData = slices.Clone(o.BodyData)
+		o.DynamicURL = slices.Clone(o.DynamicURL)
+		m.Outbound = &o
+	}
 	return m
 }

@@ -49,3 +49,50 @@ func TestReadCacheCopiesAreIndependent(t *testing.T) {
 	require.Len(t, b.Timeline, 1)
 	require.Equal(t, "hello", b.Text)
 }
+
+// A caller may change anything in the message it gets, through any read
+// path, without the next reader seeing it: the cache hands out copies that
+// share no slice element and no pointed-to struct.
+func TestReadCacheCopiesShareNothing(t *testing.T) {
+	s := openTemp(t, Options{})
+	saveOne(t, s, inbound("target", customer, "the original"))
+	m := inbound("in-1", customer, "hi")
+	m.Location = &Location{Latitude: 1, Name: "here"}
+	m.Interactive = &Interactive{Type: "button_reply", Title: "yes"}
+	m.ReplyTo = &ReplyRef{ExternalID: "target"}
+	m.Contacts = []byte(`[{"name":"x"}]`)
+	in := saveOne(t, s, m)
+	saveOne(t, s, reaction("r-1", "in-1", "👍", false))
+
+	reads := map[string]func() *Message{
+		"Message": func() *Message { return mustMessage(t, s, in.MessageID) },
+		"ConversationMessages": func() *Message {
+			msgs, _, err := s.ConversationMessages(in.ConversationID, 10, "")
+			require.NoError(t, err)
+			return msgs[len(msgs)-1]
+		},
+		"MessagesByExternalID": func() *Message {
+			msgs, err := s.MessagesByExternalID("in-1")
+			require.NoError(t, err)
+			return msgs[0]
+		},
+	}
+	for name, read := range reads {
+		t.Run(name, func(t *testing.T) {
+			want := read()
+			wantReply, wantLoc, wantIt, wantReact := *want.ReplyTo, *want.Location, *want.Interactive, want.Reactions[0]
+			a := read()
+			a.ReplyTo.ID = "changed"
+			a.Location.Name = "changed"
+			a.Interactive.Title = "changed"
+			a.Reactions[0].Emoji = "changed"
+			a.Contacts[0] = 'X'
+			b := read()
+			require.Equal(t, wantReply, *b.ReplyTo)
+			require.Equal(t, wantLoc, *b.Location)
+			require.Equal(t, wantIt, *b.Interactive)
+			require.Equal(t, wantReact, b.Reactions[0])
+			require.JSONEq(t, `[{"name":"x"}]`, string(b.Contacts))
+		})
+	}
+}
