@@ -197,12 +197,12 @@ func (s *Store) NewID() string {
 func (s *Store) Close() error {
 	var err error
 	s.closeMu.Do(func() {
-		if !s.opts.ReadOnly {
-			s.sendMu.Lock()
-			close(s.closing)
-			s.sendMu.Unlock()
-			<-s.done
-		}
+		// A read-only store runs the committer too (it only ever refuses
+		// writes), so it must be stopped as well.
+		s.sendMu.Lock()
+		close(s.closing)
+		s.sendMu.Unlock()
+		<-s.done
 		s.hub.closeAll()
 		err = s.db.Close()
 	})

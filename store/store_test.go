@@ -474,6 +474,13 @@ func TestReadOnlyStore(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 
+	require.NoError(t, ro.Close())
+	select {
+	case <-ro.done:
+	default:
+		t.Fatal("closing a read-only store left its committer goroutine running")
+	}
+
 	_, err = Open(filepath.Join(t.TempDir(), "missing.db"), Options{ReadOnly: true})
 	require.ErrorIs(t, err, ErrNotFound)
 	_, statErr := os.Stat(filepath.Join(t.TempDir(), "missing.db"))
