@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,8 +96,37 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, md *store.Media) 
 	if d := disposition(md); d != "" {
 		h.Set("Content-Disposition", d)
 	}
+	if rng := r.Header.Get("Range"); rng != "" {
+		if rng, ok := byteRanges(rng, rd.Size()); ok {
+			r.Header.Set("Range", rng)
+		} else {
+			r.Header.Del("Range")
+		}
+	}
 	// Zero modtime: validation is by ETag only.
 	http.ServeContent(&progressWriter{ResponseWriter: w, rc: http.NewResponseController(w), idle: s.writeIdle}, r, "", time.Time{}, rd)
+}
+
+// byteRanges prepares a Range header for http.ServeContent. A unit other
+// than bytes is not ours to answer (RFC 9110 §14.2: ignore it, ok false;
+// ServeContent would answer 416), and the unit is case-insensitive. A
+// zero-length suffix ("-0"), which RFC 9110 makes unsatisfiable, becomes a
+// range starting at the end: ServeContent answers "-0" with a 206 and an
+// impossible "Content-Range: bytes N-(N-1)/N", but skips a range past the
+// end and answers 416 when nothing else is left.
+func byteRanges(rng string, size int64) (string, bool) {
+	unit, spec, ok := strings.Cut(rng, "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes") {
+		return "", false
+	}
+	parts := strings.Split(spec, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if len(p) > 1 && p[0] == '-' && strings.Trim(p[1:], "0") == "" {
+			parts[i] = strconv.FormatInt(size, 10) + "-"
+		}
+	}
+	return "bytes=" + strings.Join(parts, ","), true
 }
 
 // progressWriter pushes the connection's write deadline forward while the

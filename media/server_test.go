@@ -1,10 +1,13 @@
 package media
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -92,21 +95,49 @@ func TestServeRangeAndConditional(t *testing.T) {
 		{"open end", fmt.Sprintf("bytes=%d-", 2*store.ChunkSize), http.StatusPartialContent, 2 * store.ChunkSize, n - 1,
 			fmt.Sprintf("bytes %d-%d/%d", 2*store.ChunkSize, n-1, n)},
 		{"beyond the end", fmt.Sprintf("bytes=%d-", n+5), http.StatusRequestedRangeNotSatisfiable, 0, -1, fmt.Sprintf("bytes */%d", n)},
+		{"zero-length suffix", "bytes=-0", http.StatusRequestedRangeNotSatisfiable, 0, -1, fmt.Sprintf("bytes */%d", n)},
+		{"zero-length suffixes", "bytes=-00, -0", http.StatusRequestedRangeNotSatisfiable, 0, -1, fmt.Sprintf("bytes */%d", n)},
+		{"zero-length suffix beside a good range", "bytes=-0,0-99", http.StatusPartialContent, 0, 99, fmt.Sprintf("bytes 0-99/%d", n)},
+		{"end before start", "bytes=5-2", http.StatusRequestedRangeNotSatisfiable, 0, -1, ""},
+		{"garbage", "bytes=abc", http.StatusRequestedRangeNotSatisfiable, 0, -1, ""},
+		{"empty set", "bytes=", http.StatusOK, 0, n - 1, ""},
+		{"unit in capitals", "Bytes=0-99", http.StatusPartialContent, 0, 99, fmt.Sprintf("bytes 0-99/%d", n)},
+		// RFC 9110 §14.2: a unit the server does not know is ignored.
+		{"other unit", "items=0-5", http.StatusOK, 0, n - 1, ""},
+		{"no unit", "0-5", http.StatusOK, 0, n - 1, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			resp, body := do(t, http.MethodGet, url, true, map[string]string{"Range": c.rng})
 			require.Equal(t, c.status, resp.StatusCode)
 			require.Equal(t, c.contentRang, resp.Header.Get("Content-Range"))
-			if c.status == http.StatusPartialContent {
+			if c.status == http.StatusPartialContent || c.status == http.StatusOK {
 				require.Equal(t, data[c.from:c.to+1], body)
 				require.Equal(t, fmt.Sprint(c.to-c.from+1), resp.Header.Get("Content-Length"))
 			}
 		})
 	}
 
+	// Several ranges: one multipart/byteranges answer with both parts.
+	resp, body := do(t, http.MethodGet, url, true, map[string]string{"Range": fmt.Sprintf("bytes=0-9,%d-%d", store.ChunkSize, store.ChunkSize+9)})
+	require.Equal(t, http.StatusPartialContent, resp.StatusCode)
+	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	require.NoError(t, err)
+	require.Equal(t, "multipart/byteranges", mt)
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for _, want := range [][2]int{{0, 9}, {store.ChunkSize, store.ChunkSize + 9}} {
+		part, err := mr.NextPart()
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprintf("bytes %d-%d/%d", want[0], want[1], n), part.Header.Get("Content-Range"))
+		got, err := io.ReadAll(part)
+		require.NoError(t, err)
+		require.Equal(t, data[want[0]:want[1]+1], got)
+	}
+	_, err = mr.NextPart()
+	require.Equal(t, io.EOF, err)
+
 	etag := `"` + md.SHA256 + `"`
-	resp, body := do(t, http.MethodGet, url, true, map[string]string{"If-None-Match": etag})
+	resp, body = do(t, http.MethodGet, url, true, map[string]string{"If-None-Match": etag})
 	require.Equal(t, http.StatusNotModified, resp.StatusCode)
 	require.Empty(t, body)
 	resp, body = do(t, http.MethodGet, url, true, map[string]string{"If-None-Match": `"something-else"`})
