@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"imchannel/outbound"
 	"imchannel/store"
 )
 
@@ -402,4 +403,30 @@ func TestPanicFailsOnlyThatMessage(t *testing.T) {
 	e.waitStatus("other", store.StatusSent)
 	require.ElementsMatch(t, []string{"after-bad", "other"}, destinationIDs(t, prov.requests()))
 	require.Equal(t, 0, e.outboxDepth())
+}
+
+// Shutdown lets an attempt already under way finish and records its
+// outcome: cutting it off could lose the provider's yes, and the message
+// would be sent again after the restart.
+func TestShutdownFinishesAttemptInFlight(t *testing.T) {
+	release := make(chan struct{})
+	prov := newFake(t, func(n int, b []byte) (int, http.Header, string) {
+		<-release
+		return infobipOK(n, b)
+	})
+	e := newEnv(t, testConfig("infobip", prov.URL), prov)
+	e.send(text("inflight", "41793026727", "hello"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d := outbound.NewDispatcher(e.deps())
+	go func() { defer close(done); d.Run(ctx) }()
+	prov.waitRequests(t, 1)
+	cancel() // shutdown begins while the provider is answering
+	close(release)
+	<-done
+	m := e.message("inflight")
+	require.Equal(t, store.StatusSent, m.Status, "the attempt in flight was cut off")
+	_, err := e.st.OutboxEntry(m.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.Len(t, prov.requests(), 1)
 }

@@ -66,7 +66,8 @@ const scanBatch = 256
 // net for a missed notification.
 const idlePoll = 30 * time.Second
 
-// Run delivers until ctx ends, then waits for in-flight attempts.
+// Run delivers until ctx ends, then lets the attempts under way finish
+// (each bounded by the provider timeout) and record their outcomes.
 func (x *Dispatcher) Run(ctx context.Context) {
 	workers := x.d.Config.Outbox.Workers
 	if workers <= 0 {
@@ -171,6 +172,14 @@ func (x *Dispatcher) release(id string) {
 	}
 }
 
+// sendLimit bounds one attempt: the provider timeout, or 30s without one.
+func (x *Dispatcher) sendLimit() time.Duration {
+	if t := x.d.Config.Provider.Timeout.Duration; t > 0 {
+		return t
+	}
+	return 30 * time.Second
+}
+
 func (x *Dispatcher) minBackoff() time.Duration {
 	if b := x.d.Config.Outbox.MinBackoff.Duration; b > 0 {
 		return b
@@ -250,7 +259,12 @@ func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
 	if err := x.lim.wait(ctx); err != nil {
 		return
 	}
-	acc, err := x.sender.send(ctx, m)
+	// An attempt under way is finished even when shutdown begins (the
+	// provider's timeout bounds it): cut off, the provider's yes could be
+	// lost and the message sent again after the restart.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), x.sendLimit())
+	defer scancel()
+	acc, err := x.sender.send(sctx, m)
 	if err == nil {
 		x.d.Metrics.Sends.WithLabelValues(x.kind, "sent").Inc()
 		if acc.Event.At.IsZero() {
@@ -258,9 +272,6 @@ func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
 		}
 		x.recordSent(ctx, wctx, log, m.ID, acc)
 		return
-	}
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return // shutdown interrupted the attempt; the next run repeats it with the same id
 	}
 	var se *SendError
 	if !errors.As(err, &se) {
