@@ -222,6 +222,12 @@ func (f *Fetcher) dispatch(ctx context.Context, work chan<- *store.Media) (time.
 		if err != nil || md.State != store.MediaPending {
 			continue // check reports a dangling queue entry
 		}
+		if md.NextAt.After(now) {
+			// Rescheduled since the snapshot (an attempt that was running
+			// then has ended in a retry): not due; the worker's kick
+			// brings a fresh look at the queue.
+			continue
+		}
 		f.mu.Lock()
 		f.inflight[e.ID] = true
 		f.mu.Unlock()

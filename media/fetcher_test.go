@@ -421,3 +421,34 @@ func TestParseRetryAfter(t *testing.T) {
 	require.Zero(t, parseRetryAfter("", now))
 	require.Zero(t, parseRetryAfter(strings.Repeat("9", 3)+"x", now))
 }
+
+// dispatch works from a snapshot of the queue. A fetch that was running
+// when the snapshot was taken and has since been rescheduled (a 503, a
+// Retry-After) must not be handed out again at its old time.
+func TestDispatchHonoursARetryScheduledMeanwhile(t *testing.T) {
+	st := openStore(t, tempDB(t))
+	f := NewFetcher(st, nil, nil, testConfig()) // not running: the test drives dispatch
+	_, c, _ := saveMedia(t, st, store.ProviderInfobip, "snap-c", "https://example.com/c.jpg")
+	_, a, _ := saveMedia(t, st, store.ProviderInfobip, "snap-a", "https://example.com/a.jpg")
+	_, b, _ := saveMedia(t, st, store.ProviderInfobip, "snap-b", "https://example.com/b.jpg")
+
+	work := make(chan *store.Media)
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.dispatch(context.Background(), work)
+		close(work)
+		done <- err
+	}()
+	// Once c is handed out the snapshot is taken, and dispatch cannot get
+	// past a until it is received. The earlier attempt at b ends
+	// meanwhile: retry in an hour.
+	require.Equal(t, c, (<-work).ID)
+	require.NoError(t, st.MarkMediaRetry(context.Background(), b, st.Now().Add(time.Hour), "HTTP 503 Service Unavailable"))
+	require.Equal(t, a, (<-work).ID)
+	var handed []string
+	for md := range work {
+		handed = append(handed, md.ID)
+	}
+	require.NoError(t, <-done)
+	require.Empty(t, handed, "a fetch scheduled an hour from now was handed out at once")
+}
