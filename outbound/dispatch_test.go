@@ -430,3 +430,24 @@ func TestShutdownFinishesAttemptInFlight(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.Len(t, prov.requests(), 1)
 }
+
+// When the next retry would fall after outbox.deadline, one last try is
+// made at the deadline; only when that fails too is the message failed.
+func TestLastTryAtDeadline(t *testing.T) {
+	prov := newFake(t, func(n int, b []byte) (int, http.Header, string) { return 503, nil, "maintenance" })
+	cfg := testConfig("infobip", prov.URL)
+	cfg.Outbox.Deadline.Duration = 300 * time.Millisecond
+	cfg.Outbox.MinBackoff.Duration = time.Hour
+	cfg.Outbox.MaxBackoff.Duration = time.Hour
+	e := newEnv(t, cfg, prov)
+	e.send(text("last", "41793026727", "hello"))
+	queued := e.message("last").CreatedAt
+	e.dispatch()
+	m := e.waitStatus("last", store.StatusFailed)
+	require.Contains(t, m.Error, "gave up")
+	require.Contains(t, m.Error, "503")
+	rs := prov.requests()
+	require.Len(t, rs, 2, "the first try and the last one at the deadline")
+	require.False(t, rs[1].At.Before(queued.Add(300*time.Millisecond)), "the last try is at the deadline")
+	require.Equal(t, 0, e.outboxDepth())
+}

@@ -245,15 +245,21 @@ func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
 		x.recordSent(ctx, wctx, log, m.ID, acc)
 		return
 	}
-	deadline := st.Release.Add(x.d.Config.Outbox.Deadline.Duration)
-	if x.d.Config.Outbox.Deadline.Duration > 0 && !x.d.Now().Before(deadline) {
-		reason := fmt.Sprintf("gave up after %s (%d attempts)", x.d.Config.Outbox.Deadline.Duration, st.Attempts)
-		if st.LastError != "" {
-			reason += "; last error: " + st.LastError
+	limit := x.d.Config.Outbox.Deadline.Duration
+	deadline := st.Release.Add(limit)
+	giveUp := func(attempts int, lastErr string) {
+		reason := fmt.Sprintf("gave up after %s (%d attempts)", limit, attempts)
+		if lastErr != "" {
+			reason += "; last error: " + lastErr
 		}
 		x.d.Metrics.Sends.WithLabelValues(x.kind, "failed").Inc()
 		log.Warn("send deadline passed", "reason", reason)
 		x.record(ctx, log, x.d.Store.MarkFailed(wctx, m.ID, reason))
+	}
+	// An entry whose retry was set for the deadline itself gets that last
+	// try; one that was due earlier and is only now reached has run out.
+	if limit > 0 && !x.d.Now().Before(deadline) && st.Due.Before(deadline) {
+		giveUp(st.Attempts, st.LastError)
 		return
 	}
 	if err := x.lim.wait(ctx); err != nil {
@@ -285,7 +291,11 @@ func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
 	}
 	wait := max(x.backoff(st.Attempts+1), se.RetryAfter)
 	next := x.d.Now().Add(wait)
-	if x.d.Config.Outbox.Deadline.Duration > 0 && next.After(deadline) {
+	if limit > 0 && next.After(deadline) {
+		if !x.d.Now().Before(deadline) {
+			giveUp(st.Attempts+1, se.Error()) // that was the last try
+			return
+		}
 		next = deadline // one last try at the deadline
 	}
 	x.d.Metrics.Sends.WithLabelValues(x.kind, "retry").Inc()
