@@ -256,8 +256,11 @@ type outcome struct {
 func (f *Fetcher) fetch(ctx context.Context, md *store.Media) bool {
 	log := f.log.With("media", md.ID)
 	data, ctype, oc := f.get(ctx, md)
-	if ctx.Err() != nil {
-		return true // shutting down: the entry stays queued and resumes at start
+	if oc != nil && ctx.Err() != nil {
+		// Shutting down cut the attempt short: the entry stays queued and
+		// resumes at start. Bytes read in full are stored regardless, or
+		// the next start would GET the URL a second time.
+		return true
 	}
 	wctx := context.WithoutCancel(ctx)
 	switch {

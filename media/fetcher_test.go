@@ -3,6 +3,7 @@ package media
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -451,4 +452,59 @@ func TestDispatchHonoursARetryScheduledMeanwhile(t *testing.T) {
 	}
 	require.NoError(t, <-done)
 	require.Empty(t, handed, "a fetch scheduled an hour from now was handed out at once")
+}
+
+// cancelAtEOF cancels the fetch's context the moment the body has been
+// read in full: a shutdown landing between a successful GET and its commit.
+type cancelAtEOF struct {
+	rt     http.RoundTripper
+	cancel context.CancelFunc
+}
+
+func (c cancelAtEOF) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(req)
+	if err == nil {
+		resp.Body = &eofBody{ReadCloser: resp.Body, cancel: c.cancel}
+	}
+	return resp, err
+}
+
+type eofBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *eofBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.cancel()
+	}
+	return n, err
+}
+
+// Bytes fetched in full are kept even when shutdown begins right after:
+// dropping them would mean a second GET of the URL at the next start.
+func TestFetchSucceededJustBeforeShutdownIsKept(t *testing.T) {
+	o := newOrigin(t)
+	data := []byte("\x89PNG\r\n\x1a\n fetched once")
+	url := o.bytes("/once", "image/png", data)
+	st := openStore(t, tempDB(t))
+	_, id, _ := saveMedia(t, st, store.ProviderInfobip, "shutdown", url)
+	md, err := st.Media(id)
+	require.NoError(t, err)
+
+	f := NewFetcher(st, nil, nil, testConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.client.Transport = cancelAtEOF{rt: f.client.Transport, cancel: cancel}
+	require.True(t, f.fetch(ctx, md))
+	require.Error(t, ctx.Err(), "the test did not cancel")
+
+	md, err = st.Media(id)
+	require.NoError(t, err)
+	require.Equal(t, store.MediaCached, md.State)
+	require.Equal(t, sum(data), md.SHA256)
+	_, queued := st.NextMediaDue()
+	require.False(t, queued, "still queued: the next start would GET it again")
+	require.EqualValues(t, 1, o.count("/once"))
 }
