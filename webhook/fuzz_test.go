@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -46,16 +47,32 @@ func invalidOnly(t *testing.T, err error) {
 	}
 }
 
+// fuzzStore opens one store for a fuzz target. What a parser accepts must
+// also be writable: a store error other than Invalid would be a 500.
+func fuzzStore(f *testing.F) *store.Store {
+	f.Helper()
+	st, err := store.Open(filepath.Join(f.TempDir(), "fuzz.db"), store.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 // FuzzInfobip: the CTLive IM channel parser (inbound messages, delivery
 // and seen reports) never panics, refuses only with Invalid, and what it
 // accepts names every message and report by its external id.
 func FuzzInfobip(f *testing.F) {
 	addSeeds(f, "infobip/*.json")
+	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		b, err := parseInfobip(body)
 		invalidOnly(t, err)
 		if err != nil {
 			return
+		}
+		if _, _, err := st.Ingest(context.Background(), b.msgs, b.reports); err != nil {
+			t.Fatalf("accepted a post the store cannot write: %v", err)
 		}
 		for _, m := range b.msgs {
 			if m.ExternalID == "" {
@@ -77,6 +94,7 @@ func FuzzInfobip(f *testing.F) {
 // and an accepted message has a reference and a type.
 func FuzzCMMO(f *testing.F) {
 	addSeeds(f, "cm/*.json")
+	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := parseCMMO(body)
 		invalidOnly(t, err)
@@ -86,6 +104,9 @@ func FuzzCMMO(f *testing.F) {
 		if m == nil || m.ExternalID == "" || m.Type == "" {
 			t.Fatalf("accepted an MO without reference or type: %+v", m)
 		}
+		if _, err := st.SaveInbound(context.Background(), []*store.Message{m}); err != nil {
+			t.Fatalf("accepted an MO the store cannot write: %v", err)
+		}
 	})
 }
 
@@ -93,11 +114,15 @@ func FuzzCMMO(f *testing.F) {
 // with Invalid, and every accepted report names its reference and status.
 func FuzzCMStatus(f *testing.F) {
 	addSeeds(f, "cm/status_*.json")
+	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		reps, err := parseCMStatus(body)
 		invalidOnly(t, err)
 		if err != nil {
 			return
+		}
+		if _, err := st.ApplyReports(context.Background(), reps); err != nil {
+			t.Fatalf("accepted reports the store cannot write: %v", err)
 		}
 		for _, r := range reps {
 			if r.ExternalID == "" || r.Status == "" {
