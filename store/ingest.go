@@ -16,7 +16,8 @@ import (
 // When the post carries only messages and every one of them is already
 // known, nothing needs writing: Ingest answers from a read transaction
 // without joining the group commit, so a provider resending a batch costs a
-// lookup, not an fsync. (Those duplicates are therefore not added to the
+// lookup, not an fsync, unless the snapshot holds a commit not yet
+// confirmed durable. (Those duplicates are therefore not added to the
 // dup:<provider> counter, which counts only duplicates met inside a write.)
 func (s *Store) Ingest(ctx context.Context, msgs []*Message, reps []Report) ([]Result, []ReportResult, error) {
 	if err := validatePost(msgs, reps); err != nil {
@@ -94,6 +95,13 @@ func (s *Store) allKnown(msgs []*Message) ([]Result, bool, error) {
 	rs := make([]Result, len(msgs))
 	known := true
 	err := s.db.View(func(tx *bolt.Tx) error {
+		if uint64(tx.ID()) > s.durable.Load() {
+			// This snapshot includes a commit whose fsync is not confirmed
+			// yet: answering "duplicate" from it could acknowledge a
+			// message a crash then loses. The write path waits for disk.
+			known = false
+			return nil
+		}
 		ext := tx.Bucket(bucketExt)
 		for i, m := range msgs {
 			id := ext.Get(extKey(m.Provider, m.ExternalID))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestIngestMixedPostIsOneTransaction(t *testing.T) {
@@ -71,4 +72,32 @@ func TestIngestReportWithoutTimeGetsCommitTime(t *testing.T) {
 		}
 	}
 	require.True(t, found, "timeline %v", m.Timeline)
+}
+
+// bbolt shows a commit to new readers as soon as its meta page is written,
+// before that page is fsynced. A resend answered "duplicate" from such a
+// snapshot would acknowledge a message a crash could still lose, so the
+// fast path answers only from commits the group committer has seen reach
+// the disk; otherwise the resend goes through a commit of its own.
+func TestIngestFastPathOnlyTrustsDurableCommits(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, Options{})
+	// A commit the committer has not (yet) confirmed: written straight
+	// through bbolt, as a group commit is while its fsync is under way.
+	require.NoError(t, s.DB().Update(func(btx *bolt.Tx) error {
+		_, err := (&Tx{tx: btx, s: s, now: s.Now()}).insert(&Message{Provider: ProviderInfobip, ExternalID: "in-1",
+			Direction: Inbound, From: customer, To: business, Type: TypeText, Text: "hi"})
+		return err
+	}))
+	rs, _, err := s.Ingest(ctx, []*Message{inbound("in-1", customer, "hi")}, nil)
+	require.NoError(t, err)
+	require.True(t, rs[0].Duplicate)
+	require.EqualValues(t, 1, s.Counter("dup:"+ProviderInfobip), "answered through a durable commit, not the fast path")
+
+	// Once a group commit has reached the disk, resends are read-only again.
+	rs, _, err = s.Ingest(ctx, []*Message{inbound("in-1", customer, "hi")}, nil)
+	require.NoError(t, err)
+	require.True(t, rs[0].Duplicate)
+	require.EqualValues(t, 1, s.Counter("dup:"+ProviderInfobip), "the fast path")
+	requireClean(t, s)
 }

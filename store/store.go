@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -54,6 +55,12 @@ type Store struct {
 
 	idMu    sync.Mutex
 	entropy io.Reader
+
+	// durable is the id of the last transaction known to be fsynced. bbolt
+	// shows a commit to new readers once its meta page is written, before
+	// that page is fsynced, so a read that leads to an acknowledgement
+	// (Ingest's resend fast path) must not rely on anything newer.
+	durable atomic.Uint64
 
 	hub hub
 	// reads caches decoded messages for the agents' read paths.
@@ -100,6 +107,11 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	// Everything in the file at open is on disk.
+	_ = db.View(func(tx *bolt.Tx) error {
+		s.durable.Store(uint64(tx.ID()))
+		return nil
+	})
 	go s.committer()
 	return s, nil
 }
@@ -310,7 +322,9 @@ func (s *Store) commit(batch []*op) {
 		failed := -1
 		var failErr error
 		var notes []Change
+		var txid int
 		err := s.db.Update(func(btx *bolt.Tx) error {
+			txid = btx.ID()
 			now := s.now()
 			for i, o := range batch {
 				t := &Tx{tx: btx, s: s, now: now}
@@ -323,6 +337,7 @@ func (s *Store) commit(batch []*op) {
 			return nil
 		})
 		if err == nil {
+			s.durable.Store(uint64(txid))
 			s.setWriteHealth(nil)
 			if s.opts.OnCommit != nil {
 				s.opts.OnCommit(len(batch), time.Since(start))
