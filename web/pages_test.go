@@ -4,15 +4,20 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/require"
 
+	"imchannel/httpx"
 	"imchannel/store"
 )
 
@@ -482,4 +487,39 @@ func TestEventsStreamDropsAClientThatStopsReading(t *testing.T) {
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// A graceful shutdown ends the event streams instead of waiting for them
+// until its deadline.
+func TestEventsStreamEndsOnShutdown(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "imchannel.db"), store.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	w, err := New(Deps{Store: st, Creds: []httpx.Credential{{User: agentUser, Password: agentPass}}})
+	require.NoError(t, err)
+	r := mux.NewRouter()
+	w.Register(r)
+	srv := httptest.NewUnstartedServer(r)
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/events", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth(agentUser, agentPass)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	line, err := rd.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "retry: 2000\n", line)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, srv.Config.Shutdown(ctx), "shutdown waited for the stream")
+	require.Less(t, time.Since(start), 4*time.Second)
+	_, err = io.Copy(io.Discard, rd)
+	require.NoError(t, err, "the stream ends cleanly")
+	require.Zero(t, w.streams.Load())
 }

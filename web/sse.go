@@ -40,6 +40,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.streams.Add(-1)
+	s.hookShutdown(r)
 
 	rc := http.NewResponseController(w)
 	// The server's write timeout is meant for ordinary answers; a stream
@@ -76,6 +77,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.stopping:
+			return // the server is shutting down; the page reconnects
 		case <-beat.C:
 			deadline()
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
@@ -114,4 +117,22 @@ func (s *Server) concerns(c store.Change, conv string) bool {
 	}
 	m, err := s.d.Store.Message(c.MessageID)
 	return err == nil && m.ConversationID == conv
+}
+
+// hookShutdown makes the http.Server serving r end every event stream when
+// it shuts down. Shutdown waits for connections to go idle, which a stream
+// never does: without this, one open status page held a graceful shutdown
+// up until its deadline, and serve then exited with an error.
+func (s *Server) hookShutdown(r *http.Request) {
+	hs, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if !ok {
+		return
+	}
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	if s.hooked[hs] {
+		return
+	}
+	s.hooked[hs] = true
+	hs.RegisterOnShutdown(func() { s.stopOnce.Do(func() { close(s.stopping) }) })
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,14 @@ type Server struct {
 	pages   *pages
 	frags   *fragments
 	streams atomic.Int64
+
+	// Event streams never go idle, so http.Server.Shutdown would wait
+	// for them until its deadline; the first stream registers closing
+	// them with the server it runs in (see hookShutdown).
+	hookMu   sync.Mutex
+	hooked   map[*http.Server]bool
+	stopOnce sync.Once
+	stopping chan struct{}
 }
 
 // New parses the templates and hashes the static files; a broken template
@@ -68,7 +77,8 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{d: d, log: d.Log.With("component", "web"), pages: p, frags: newFragments(20000)}, nil
+	return &Server{d: d, log: d.Log.With("component", "web"), pages: p, frags: newFragments(20000),
+		hooked: map[*http.Server]bool{}, stopping: make(chan struct{})}, nil
 }
 
 // Must is New for main: the templates and static files are embedded at
