@@ -137,6 +137,36 @@ func checkMessages(tx *bolt.Tx, add addFunc) {
 		v := msgs.Get(k[26:])
 		if v == nil {
 			add("conv_msgs: %s points at missing message %s", k[:26], k[26:])
+			return nil
+		}
+		var m Message
+		if decode(v, &m) == nil && m.ConversationID != string(k[:26]) {
+			add("conv_msgs: message %s is filed under conversation %s, but belongs to %s", k[26:], k[:26], m.ConversationID)
+		}
+		return nil
+	})
+	_ = tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
+		var p Pending
+		if err := decode(v, &p); err != nil {
+			add("pending %q: %v", k, err)
+			return nil
+		}
+		switch p.Kind {
+		case pendingReply:
+			if msgs.Get([]byte(p.MessageID)) == nil {
+				add("pending %q: parked reply of missing message %s", k, p.MessageID)
+			}
+		case pendingReport:
+			if p.Report == nil {
+				add("pending %q: report without its report", k)
+			}
+		case pendingReaction:
+			if p.Reaction == nil {
+				add("pending %q: reaction without its reaction", k)
+			}
+		case pendingDelete:
+		default:
+			add("pending %q: unknown kind %q", k, p.Kind)
 		}
 		return nil
 	})
@@ -170,6 +200,9 @@ func checkMessages(tx *bolt.Tx, add addFunc) {
 		}
 		if c.MessageCount != msgCount[c.ID] {
 			add("conversation %s: messageCount %d, but %d stored", c.ID, c.MessageCount, msgCount[c.ID])
+		}
+		if c.LastMessageID != "" && msgCount[c.ID] > 0 && convMsgs.Get([]byte(c.ID+c.LastMessageID)) == nil {
+			add("conversation %s: last message %s is not one of its messages", c.ID, c.LastMessageID)
 		}
 		if c.FailedCount != failedPerConv[c.ID] {
 			add("conversation %s: failedCount %d, but %d failed", c.ID, c.FailedCount, failedPerConv[c.ID])

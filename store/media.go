@@ -402,6 +402,9 @@ func checkMediaInvariants(tx *bolt.Tx, add addFunc) {
 			add("media %s: %v", k, err)
 			return nil
 		}
+		if md.MessageID != "" && tx.Bucket(bucketMessages).Get([]byte(md.MessageID)) == nil {
+			add("media %s: belongs to missing message %s", md.ID, md.MessageID)
+		}
 		switch md.State {
 		case MediaCached:
 			refs[md.SHA256]++

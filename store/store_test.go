@@ -249,6 +249,28 @@ func TestCheckFindsBrokenIndexes(t *testing.T) {
 		{"outbox entry for a missing message", func(tx *bolt.Tx, f *fixtureIDs) error {
 			return tx.Bucket(bucketOutbox).Put(timeKey(at(0), "01ARZ3NDEKTSV4RRFFQ69G5FAV"), nil)
 		}, "outbox"},
+		{"thread entry under another conversation", func(tx *bolt.Tx, f *fixtureIDs) error {
+			return tx.Bucket(bucketConvMsgs).Put([]byte("01ARZ3NDEKTSV4RRFFQ69G5FAV"+f.msg), nil)
+		}, "is filed under conversation 01ARZ3NDEKTSV4RRFFQ69G5FAV"},
+		{"conversation's last message is not its own", func(tx *bolt.Tx, f *fixtureIDs) error {
+			return editConv(tx, f.conv, func(c *Conversation) { c.LastMessageID = "01ARZ3NDEKTSV4RRFFQ69G5FAV" })
+		}, "last message 01ARZ3NDEKTSV4RRFFQ69G5FAV is not one of its messages"},
+		{"parked reply of a missing message", func(tx *bolt.Tx, f *fixtureIDs) error {
+			v, _ := json.Marshal(Pending{Kind: pendingReply, MessageID: "01ARZ3NDEKTSV4RRFFQ69G5FAV"})
+			return tx.Bucket(bucketPending).Put(append(extKey(ProviderInfobip, "never"), 0, '0', '1'), v)
+		}, "parked reply of missing message 01ARZ3NDEKTSV4RRFFQ69G5FAV"},
+		{"undecodable parked item", func(tx *bolt.Tx, f *fixtureIDs) error {
+			return tx.Bucket(bucketPending).Put(append(extKey(ProviderInfobip, "never"), 0, '0', '2'), []byte("{"))
+		}, "pending"},
+		{"media of a missing message", func(tx *bolt.Tx, f *fixtureIDs) error {
+			var md Media
+			if err := json.Unmarshal(tx.Bucket(bucketMedia).Get([]byte(f.media)), &md); err != nil {
+				return err
+			}
+			md.MessageID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+			v, _ := json.Marshal(&md)
+			return tx.Bucket(bucketMedia).Put([]byte(f.media), v)
+		}, "belongs to missing message 01ARZ3NDEKTSV4RRFFQ69G5FAV"},
 		{"undecodable message", func(tx *bolt.Tx, f *fixtureIDs) error {
 			return tx.Bucket(bucketMessages).Put([]byte(f.msg), []byte("{not json"))
 		}, "message " + "%m"},
