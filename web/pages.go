@@ -450,6 +450,12 @@ func mediaKind(m *store.Message) string {
 	}
 	switch m.Type {
 	case store.TypeImage, store.TypeSticker:
+		if notAnImage(m.Media) {
+			// An <img> of these bytes would be a broken image (a provider's
+			// "link expired" page answered with 200, say): offer them as a
+			// download instead.
+			return "document"
+		}
 		return "image"
 	case store.TypeVideo, store.TypeAudio, store.TypeDocument:
 		return m.Type
@@ -464,6 +470,21 @@ func mediaKind(m *store.Message) string {
 		return "audio"
 	}
 	return "document"
+}
+
+// notAnImage reports cached bytes that are known not to be an image: the
+// served type is neither an image nor unknown, and the bytes did not sniff
+// as one either.
+func notAnImage(md *store.Media) bool {
+	if md.State != store.MediaCached || md.ContentType == "" {
+		return false
+	}
+	isImage := func(ct string) bool {
+		mt, _, _ := mime.ParseMediaType(ct)
+		return strings.HasPrefix(mt, "image/")
+	}
+	mt, _, _ := mime.ParseMediaType(md.ContentType)
+	return mt != "application/octet-stream" && !isImage(md.ContentType) && !isImage(md.SniffedType)
 }
 
 // contactCard is one shared contact, read from WhatsApp's contact format.

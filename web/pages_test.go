@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -522,4 +523,36 @@ func TestEventsStreamEndsOnShutdown(t *testing.T) {
 	_, err = io.Copy(io.Discard, rd)
 	require.NoError(t, err, "the stream ends cleanly")
 	require.Zero(t, w.streams.Load())
+}
+
+// Never a broken image: an image message gets an <img> only for cached
+// bytes a browser can show; anything else is a placeholder or a download.
+func TestImageMessagesNeverShowABrokenImage(t *testing.T) {
+	e := newEnv(t)
+	for i, c := range []struct {
+		name                  string
+		state, ctype, sniffed string
+		img, download, holder bool
+	}{
+		{name: "cached jpeg", state: store.MediaCached, ctype: "image/jpeg", img: true},
+		{name: "cached, type unknown", state: store.MediaCached, ctype: "application/octet-stream", img: true},
+		{name: "cached, declared html, bytes a png", state: store.MediaCached, ctype: "text/html", sniffed: "image/png", img: true},
+		{name: "cached html page", state: store.MediaCached, ctype: "text/html; charset=utf-8", download: true},
+		{name: "cached json error", state: store.MediaCached, ctype: "application/json", download: true},
+		{name: "pending", state: store.MediaPending, ctype: "image/jpeg", holder: true},
+		{name: "failed", state: store.MediaFailed, ctype: "image/jpeg", holder: true},
+		{name: "too large", state: store.MediaTooLarge, ctype: "image/jpeg", holder: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := in(fmt.Sprintf("img-%d", i), customer, "")
+			m.Type, m.Text = store.TypeImage, ""
+			m.Media = &store.Media{State: c.state, ContentType: c.ctype, SniffedType: c.sniffed, Size: 100}
+			rs := e.save(m)
+			resp, frag := e.get("/fragments/messages/" + rs[0].MessageID)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.Equal(t, c.img, strings.Contains(frag, "<img"), frag)
+			require.Equal(t, c.download, strings.Contains(frag, `class="download"`), frag)
+			require.Equal(t, c.holder, strings.Contains(frag, "media-placeholder"), frag)
+		})
+	}
 }
