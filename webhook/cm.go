@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"mime"
@@ -210,7 +211,7 @@ func parseCMMO(body []byte) (*store.Message, error) {
 		return nil, err
 	}
 	var p cmMOPayload
-	if err := httpx.Unmarshal(body, &p); err != nil {
+	if err := cmDecode(body, &p); err != nil {
 		return nil, err
 	}
 	ref, err := cmRef(p.Reference, "reference", true)
@@ -597,7 +598,7 @@ func parseCMStatus(body []byte) ([]store.Report, error) {
 		return nil, err
 	}
 	var p cmStatusPayload
-	if err := httpx.Unmarshal(body, &p); err != nil {
+	if err := cmDecode(body, &p); err != nil {
 		return nil, err
 	}
 	if p.Messages == nil {
@@ -682,7 +683,41 @@ func cmInvalid(format string, args ...any) error {
 
 // cmFieldErr names the field a nested decode failed in.
 func cmFieldErr(field string, err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return cmTypeError(field, te)
+	}
 	return cmInvalid("%s: %v", field, strings.TrimPrefix(httpx.JSONError(err).Error(), "malformed JSON: "))
+}
+
+// cmTypeError says which field (below prefix) holds the wrong kind of JSON
+// value, in JSON's words: encoding/json's own error names Go types and,
+// for a nested decode, calls the field "body".
+func cmTypeError(prefix string, te *json.UnmarshalTypeError) error {
+	field := prefix
+	if te.Field != "" {
+		if field != "" {
+			field += "."
+		}
+		field += te.Field
+	}
+	if field == "" {
+		field = "body"
+	}
+	return cmInvalid("%s: expected %s, got JSON %s", field, jsonKind(te.Type.Kind().String()), te.Value)
+}
+
+// cmDecode is httpx.Unmarshal with type mismatches described by cmTypeError.
+func cmDecode(body []byte, v any) error {
+	err := httpx.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(json.Unmarshal(body, v), &te) {
+		return cmTypeError("", te)
+	}
+	return err
 }
 
 // cmRequireObject refuses bodies that are JSON but not an object, before the

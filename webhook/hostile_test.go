@@ -125,3 +125,25 @@ func TestHostileIDs(t *testing.T) {
 		{"an id of 512 bytes is fine", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", long[:512], 1), 200, ""},
 	})
 }
+
+// TestCMTypeErrors: a value of the wrong JSON type is named by its path in
+// the post and described in JSON's words, not as Go types or as "field body".
+func TestCMTypeErrors(t *testing.T) {
+	mo := func(from, message string) string {
+		return `{"reference":"r1","from":` + from + `,"to":{"number":"003197008101015"},"message":` + message + `}`
+	}
+	const from = `{"number":"0031612345678"}`
+	runHostile(t, []hostileCase{
+		{"from is a number", "/webhooks/cm", mo(`31612345678`, `{"text":"hi"}`), 400, "from: expected an object, got JSON number"},
+		{"from.number is a number", "/webhooks/cm", mo(`{"number":31612345678}`, `{"text":"hi"}`), 400, "from.number: expected a string, got JSON number"},
+		{"deletedMessage is a number", "/webhooks/cm", mo(from, `{"custom":{"deletedMessage":5}}`), 400,
+			"message.custom.deletedMessage: expected a string, got JSON number"},
+		{"interactive is a string", "/webhooks/cm", mo(from, `{"custom":{"interactive":"x"}}`), 400,
+			"message.custom.interactive: expected an object, got JSON string"},
+		{"button is a string", "/webhooks/cm", mo(from, `{"custom":{"button":"x"}}`), 400,
+			"message.custom.button: expected an object, got JSON string"},
+		{"list_reply id is a number", "/webhooks/cm", mo(from, `{"custom":{"interactive":{"type":"list_reply","list_reply":{"id":7}}}}`), 400,
+			"message.custom.interactive.list_reply.id: expected a string, got JSON number"},
+		{"status messages is an array", "/webhooks/cm/status", `{"messages":[]}`, 400, "messages: expected an object, got JSON array"},
+	})
+}

@@ -250,7 +250,7 @@ func jsonKind(goKind string) string {
 		return "a number"
 	case "bool":
 		return "true or false"
-	case "ptr", "struct":
+	case "ptr", "struct", "map":
 		return "an object"
 	case "slice":
 		return "an array"
