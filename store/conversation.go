@@ -166,5 +166,13 @@ func parseQuery(q string) (digits, lower string) {
 			return "", strings.ToLower(q)
 		}
 	}
-	return NormalizeNumber(q), ""
+	d := NormalizeNumber(q)
+	if d == "" {
+		// Neither digits nor letters ("+", "()"): nothing can match.
+		return noMatch, ""
+	}
+	return d, ""
 }
+
+// noMatch is a digit query no stored number contains.
+const noMatch = "\x00"

@@ -82,6 +82,9 @@ func validateReport(r Report) error {
 	if r.Provider == "" || r.ExternalID == "" {
 		return Errorf(ErrInvalid, "provider and externalId are required")
 	}
+	if err := validID("externalId", r.ExternalID); err != nil {
+		return err
+	}
 	if r.Status == "" {
 		return Errorf(ErrInvalid, "status is required")
 	}
@@ -126,7 +129,7 @@ func (s *Store) allKnown(msgs []*Message) ([]Result, bool, error) {
 // message (or an alias naming it) is stored.
 func (t *Tx) applyReport(r Report) (ReportResult, error) {
 	if r.At.IsZero() {
-		r.At = t.now
+		r.At, r.Untimed = t.now, true
 	}
 	id := t.tx.Bucket(bucketExt).Get(extKey(r.Provider, r.ExternalID))
 	if len(id) == 0 {
@@ -140,7 +143,7 @@ func (t *Tx) applyReport(r Report) (ReportResult, error) {
 	if err != nil {
 		return ReportResult{}, err
 	}
-	if err := t.applyEvent(m, r.Event()); err != nil {
+	if err := t.applyReportTo(m, r); err != nil {
 		return ReportResult{}, err
 	}
 	return ReportResult{MessageID: m.ID}, nil

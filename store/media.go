@@ -28,6 +28,10 @@ func (t *Tx) createMedia(m *Message) error {
 	if md.State == "" {
 		md.State = MediaPending
 	}
+	if md.State == MediaPending && md.SourceURL == "" {
+		// Nothing to fetch: say so rather than wait for ever.
+		md.State, md.Error = MediaFailed, "no source URL"
+	}
 	md.MessageID = m.ID
 	md.Provider = m.Provider
 	md.CreatedAt = t.now

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -102,6 +103,17 @@ func validateNew(m *Message, dir string) error {
 		return Errorf(ErrInvalid, "type is required")
 	}
 	m.Direction = dir
+	if err := validID("externalId", m.ExternalID); err != nil {
+		return err
+	}
+	if err := validID("target", m.Target); err != nil {
+		return err
+	}
+	if m.ReplyTo != nil {
+		if err := validID("replyTo.externalId", m.ReplyTo.ExternalID); err != nil {
+			return err
+		}
+	}
 	if m.Type == TypeReaction || m.Type == TypeDelete {
 		if m.Target == "" {
 			return Errorf(ErrInvalid, "%s needs the message it applies to", m.Type)
@@ -114,6 +126,21 @@ func validateNew(m *Message, dir string) error {
 	}
 	if m.To == "" {
 		return Errorf(ErrInvalid, "to is required")
+	}
+	return nil
+}
+
+// maxIDLen bounds external ids: they are parts of bbolt keys.
+const maxIDLen = 1024
+
+// validID refuses what the key layout cannot hold: NUL separates an id from
+// what follows it in the ext and pending keys.
+func validID(field, id string) error {
+	if len(id) > maxIDLen {
+		return Errorf(ErrInvalid, "%s is longer than %d bytes", field, maxIDLen)
+	}
+	if strings.IndexByte(id, 0) >= 0 {
+		return Errorf(ErrInvalid, "%s contains a NUL byte", field)
 	}
 	return nil
 }
@@ -145,9 +172,14 @@ func (t *Tx) queueOutbound(m *Message, opts QueueOptions) (Result, error) {
 			}
 			last = c.LastInboundAt
 		}
-		if last.IsZero() || t.now.Sub(last) > opts.Window {
-			return Result{}, Errorf(ErrInvalid, "customer %s is outside the %s customer-service window (last inbound message: %s); only templates may be sent",
-				customer, opts.Window, fmtTime(last))
+		// The window must still be open when the message leaves, not only now.
+		leaves := t.now
+		if m.Outbound != nil && m.Outbound.SendAt.After(leaves) {
+			leaves = m.Outbound.SendAt
+		}
+		if last.IsZero() || leaves.Sub(last) > opts.Window {
+			return Result{}, Errorf(ErrInvalid, "customer %s is outside the %s customer-service window at send time %s (last inbound message: %s); only templates may be sent",
+				customer, opts.Window, fmtTime(leaves), fmtTime(last))
 		}
 	}
 	due := t.now
@@ -290,7 +322,7 @@ func (t *Tx) insertAction(m *Message) (Result, error) {
 	if at.IsZero() {
 		at = t.now
 	}
-	p := Pending{At: at.UTC()}
+	p := Pending{At: at.UTC(), From: NormalizeNumber(m.From)}
 	if m.Type == TypeReaction {
 		p.Kind = pendingReaction
 		p.Reaction = &Reaction{Emoji: m.ReactionEmoji, From: NormalizeNumber(m.From), ExternalID: m.ExternalID, At: at.UTC()}
@@ -350,7 +382,10 @@ type Pending struct {
 	Report    *Report   `json:"report,omitempty"`
 	Reaction  *Reaction `json:"reaction,omitempty"`
 	Removed   bool      `json:"removed,omitempty"`
-	At        time.Time `json:"at"`
+	// From is who sent a reaction or deletion: it applies only to a message
+	// of that customer's own conversation.
+	From string    `json:"from,omitempty"`
+	At   time.Time `json:"at"`
 }
 
 func (t *Tx) park(provider, externalID string, p Pending) error {
@@ -426,7 +461,15 @@ func hasPrefix(k, p []byte) bool { return len(k) >= len(p) && string(k[:len(p)])
 func (t *Tx) applyPending(m *Message, p Pending) error {
 	switch p.Kind {
 	case pendingReport:
-		return t.applyEvent(m, p.Report.Event())
+		return t.applyReportTo(m, *p.Report)
+	}
+	if _, customer := numbers(m); p.From != "" && p.From != customer {
+		// Another customer's reaction or deletion: it has no say over
+		// this message. The action's id is remembered (a resend stays a
+		// duplicate) and nothing changes.
+		return nil
+	}
+	switch p.Kind {
 	case pendingReaction:
 		r := *p.Reaction
 		out := m.Reactions[:0:0]
@@ -516,6 +559,21 @@ func statusOf(m *Message) string {
 		}
 	}
 	return StatusQueued
+}
+
+// applyReportTo records a report on m. A report that carried no time of its
+// own (stamped with the commit's) is the same report as an earlier one that
+// matches in everything but the time, so a resend is still recorded once.
+func (t *Tx) applyReportTo(m *Message, r Report) error {
+	if r.Untimed {
+		for _, x := range m.Timeline {
+			if x.Status == r.Status && x.GroupName == r.GroupName && x.Name == r.Name &&
+				x.Description == r.Description && x.Reason == r.Reason {
+				return nil
+			}
+		}
+	}
+	return t.applyEvent(m, r.Event())
 }
 
 // applyEvent adds e to m's timeline (once), keeps the timeline ordered by

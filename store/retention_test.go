@@ -56,7 +56,9 @@ func TestPurgeBefore(t *testing.T) {
 	oldImg := saveOne(t, s, withMedia("a-old-img", alice, business))
 	oldBytes := mediaPattern(2*ChunkSize + 10)
 	oldMedia := cacheMedia(t, s, oldImg.MessageID, oldBytes)
-	saveOne(t, s, reaction("a-react", "a-old-img", "👍", false))
+	react := reaction("a-react", "a-old-img", "👍", false)
+	react.From = alice // a reaction counts only from the conversation's own customer
+	saveOne(t, s, react)
 	r := inbound("a-old-reply", alice, "about that")
 	r.ReplyTo = &ReplyRef{ExternalID: "never-arrives"}
 	saveOne(t, s, r)

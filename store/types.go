@@ -244,6 +244,8 @@ type Report struct {
 	Name        string    `json:"name,omitempty"`
 	Description string    `json:"description,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
+	// Untimed marks a report that carried no time of its own.
+	Untimed bool `json:"untimed,omitempty"`
 }
 
 // Event returns the timeline entry the report becomes.
