@@ -265,6 +265,14 @@ func (x *Dispatcher) deliver(ctx context.Context, it store.OutboxItem) {
 	if err := x.lim.wait(ctx); err != nil {
 		return
 	}
+	// The batch was read a while ago: a message erased or deleted since
+	// must not go out.
+	if cur, err := x.d.Store.Message(m.ID); errors.Is(err, store.ErrNotFound) {
+		return
+	} else if err == nil && cur.Deleted {
+		x.record(ctx, log, x.d.Store.DropOutbox(wctx, m.ID))
+		return
+	}
 	// An attempt under way is finished even when shutdown begins (the
 	// provider's timeout bounds it): cut off, the provider's yes could be
 	// lost and the message sent again after the restart.

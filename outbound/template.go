@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -112,6 +113,10 @@ func (a *API) serveTemplate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if _, err := a.d.Store.QueueOutbound(r.Context(), []*store.Message{m}, store.QueueOptions{}); err != nil {
+		if m.Outbound.HeaderMedia != "" {
+			// No message will ever use the hosted header: take it down.
+			_ = a.d.Store.DeleteMedia(context.WithoutCancel(r.Context()), m.Outbound.HeaderMedia)
+		}
 		fail(err)
 		return
 	}
