@@ -280,8 +280,13 @@ func (a *app) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (a *app) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	if st, err := a.store.Stats(); err == nil {
-		a.metrics.DBSize.Set(float64(st.FileSize))
 		a.metrics.OutboxDepth.Set(float64(st.OutboxDepth))
+	}
+	// The file on disk, which is what fills the disk: bbolt grows it ahead
+	// of the pages in use (in 16 MiB steps), so the transaction's size
+	// would under-report it.
+	if fi, err := os.Stat(a.cfg.DB); err == nil {
+		a.metrics.DBSize.Set(float64(fi.Size()))
 	}
 	a.metrics.Handler().ServeHTTP(w, r)
 }
