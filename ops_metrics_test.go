@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,4 +98,43 @@ func TestOpsMetricsMove(t *testing.T) {
 		_, ok := after[family]
 		require.True(t, ok, "%s is exported", family)
 	}
+}
+
+// TestOpsMetricsREADME keeps the README's metrics table honest: after one
+// accepted post, one rejected post and one delivery report, before any
+// send, retry or media fetch, every family the table lists is on /metrics.
+func TestOpsMetricsREADME(t *testing.T) {
+	raw, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	row := regexp.MustCompile("(?m)^\\| `(imchannel_[a-z_]+)` \\|")
+	var families []string
+	for _, m := range row.FindAllStringSubmatch(string(raw), -1) {
+		families = append(families, m[1])
+	}
+	require.GreaterOrEqual(t, len(families), 10, "the README's metrics table")
+
+	e := opsNewEnv(t)
+	require.NoError(t, e.postInbound(context.Background(), e.srv.Client(), "m-1", opsCustomerNum1, "one"))
+	status, _ := e.do(t, http.MethodPost, "/imchannel/message", []byte(`{"results": 7}`), asInbound)
+	require.Equal(t, http.StatusBadRequest, status)
+	report := []byte(`{"results":[{"messageId":"not-ours","to":"385919998888","doneAt":"2024-03-01T09:00:00.000+0000",
+"status":{"groupName":"DELIVERED","name":"DELIVERED_TO_HANDSET"}}]}`)
+	status, _ = e.do(t, http.MethodPost, "/imchannel/message", report, asInbound)
+	require.Equal(t, http.StatusOK, status)
+
+	got := scrape(t, e)
+	exported := map[string]bool{}
+	for series := range got {
+		name, _, _ := strings.Cut(series, "{")
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok {
+				exported[base] = true
+			}
+		}
+		exported[name] = true
+	}
+	for _, f := range families {
+		require.True(t, exported[f], "%s is in the README's table but not on /metrics", f)
+	}
+	require.Contains(t, got, `imchannel_sends_total{provider="infobip",result="failed"}`)
 }

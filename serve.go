@@ -162,6 +162,17 @@ func newApp(cfg config.Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Series that exist from the first scrape, so an alert on their rate
+	// sees the first send, retry or fetch instead of a series appearing.
+	for _, result := range []string{"sent", "retry", "failed"} {
+		m.Sends.WithLabelValues(cfg.Provider.Kind, result)
+	}
+	for _, what := range []string{"send", "media"} {
+		m.Retries.WithLabelValues(what)
+	}
+	for _, result := range []string{store.MediaCached, store.MediaFailed, store.MediaTooLarge, "retry"} {
+		m.MediaFetches.WithLabelValues(result)
+	}
 	return &app{cfg: cfg, log: log, store: st, metrics: m, started: time.Now()}, nil
 }
 
