@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"unicode/utf8"
 
+	"github.com/gorilla/mux"
+
 	"imchannel/store"
 )
 
@@ -55,7 +57,10 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
 		if log != nil {
-			log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+			// The route template, never the path: paths carry customer
+			// numbers (/api/v1/customers/{number}) and capability tokens
+			// (/media/public/{token}).
+			log.Error("internal error", "method", r.Method, "route", routeOf(r), "err", err)
 		}
 		msg = "internal error"
 	}
@@ -66,6 +71,16 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		w.Header().Set("WWW-Authenticate", `Basic realm="imchannel"`)
 	}
 	WriteJSON(w, status, map[string]string{"error": msg})
+}
+
+// routeOf is the mux route template r matched, or "unmatched".
+func routeOf(r *http.Request) string {
+	if rt := mux.CurrentRoute(r); rt != nil {
+		if t, err := rt.GetPathTemplate(); err == nil {
+			return t
+		}
+	}
+	return "unmatched"
 }
 
 // Errorf is store.Errorf, for handlers.

@@ -3,11 +3,13 @@ package httpx
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/require"
 
 	"imchannel/store"
@@ -120,4 +122,28 @@ func TestRequireBasic(t *testing.T) {
 	rec = httptest.NewRecorder()
 	RequireBasic(nil, ok).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	require.Equal(t, 204, rec.Code)
+}
+
+// TestWriteErrorLogsNoPath: an internal error is logged with the route
+// template, never the path, which can hold a customer's number or a
+// capability token.
+func TestWriteErrorLogsNoPath(t *testing.T) {
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	r := mux.NewRouter()
+	fail := func(w http.ResponseWriter, r *http.Request) { WriteError(w, r, log, fmt.Errorf("disk on fire")) }
+	r.HandleFunc("/api/v1/customers/{number}", fail)
+	r.HandleFunc("/media/public/{token}", fail)
+	for _, c := range []struct{ path, secret, route string }{
+		{"/api/v1/customers/31612345678", "31612345678", "/api/v1/customers/{number}"},
+		{"/media/public/tok-8c1f2e9a7b", "tok-8c1f2e9a7b", "/media/public/{token}"},
+	} {
+		logs.Reset()
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, httptest.NewRequest("GET", c.path, nil))
+		require.Equal(t, 500, rec.Code)
+		require.Contains(t, logs.String(), "disk on fire")
+		require.Contains(t, logs.String(), "route="+c.route)
+		require.NotContains(t, logs.String(), c.secret)
+	}
 }
