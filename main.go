@@ -69,11 +69,12 @@ func commands() []command {
 
 // Run is the whole program; tests call it in-process.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		usage(stderr) // an error: usage goes with it to stderr
+		return &exitError{2, errors.New("no command given")}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
-		if len(args) == 0 {
-			return &exitError{2, errors.New("no command given")}
-		}
 		return nil
 	}
 	for _, c := range commands() {
