@@ -270,6 +270,15 @@ func (c Config) Validate() error {
 	if c.Backup.Dir != "" && (c.Backup.Interval.Duration < time.Minute || c.Backup.Keep < 1) {
 		return fmt.Errorf("backup: interval must be at least 1m and keep at least 1")
 	}
+	// Half a credential would leave its route group open (the Has* checks
+	// need both halves), silently, on the loopback address the README
+	// recommends behind a reverse proxy: refuse it instead.
+	if (c.Inbound.BasicUser == "") != (c.Inbound.BasicPassword == "") {
+		return fmt.Errorf("inbound.basic_user and inbound.basic_password go together: with only one set the webhooks would be open")
+	}
+	if c.API.BearerToken == "" && (c.API.AppKey == "") != (c.API.AppSecret == "") {
+		return fmt.Errorf("api.app_key and api.app_secret go together (or set api.bearer_token): with only one set the send API would be open")
+	}
 	for i, a := range c.Agents {
 		if a.User == "" || a.Password == "" {
 			return fmt.Errorf("agents[%d]: user and password are required", i)

@@ -1,0 +1,40 @@
+package config
+
+import (
+	"testing"
+)
+
+// TestValidateHalfCredentials: a route group with half its credentials
+// configured is refused, not silently left open.
+func TestValidateHalfCredentials(t *testing.T) {
+	cases := []struct {
+		name string
+		toml string
+		ok   bool
+	}{
+		{"no credentials (open, loopback only)", "", true},
+		{"inbound pair", "[inbound]\nbasic_user = \"ctlive\"\nbasic_password = \"pw\"\n", true},
+		{"inbound user only", "[inbound]\nbasic_user = \"ctlive\"\n", false},
+		{"inbound password only", "[inbound]\nbasic_password = \"pw\"\n", false},
+		{"api bearer only", "[api]\nbearer_token = \"tok\"\n", true},
+		{"api key and secret", "[api]\napp_key = \"k\"\napp_secret = \"s\"\n", true},
+		{"api bearer and x-app-key", "[api]\nbearer_token = \"tok\"\napp_key = \"k\"\n", true},
+		{"api key only", "[api]\napp_key = \"k\"\n", false},
+		{"api secret only", "[api]\napp_secret = \"s\"\n", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Default()
+			if err := Parse([]byte(c.toml), &cfg); err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			err := cfg.Validate()
+			if c.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !c.ok && err == nil {
+				t.Fatal("accepted half a credential; that route group would be open")
+			}
+		})
+	}
+}
