@@ -11,9 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-5m}
 
-echo "== e2e, long form (IMCHANNEL_LONG=1, race-built binary)"
-IMCHANNEL_LONG=1 IMCHANNEL_E2E_RACE=1 go test -race -count=1 -timeout 60m -v ./e2e/ 2>&1 |
-  grep -E '^(=== RUN|--- |ok|FAIL|PASS)|_test\.go:[0-9]+: [a-z]'
+# The whole verbose output goes to a file: the summary below leaves out
+# the lines (assertion details, panics) that say why a test failed.
+E2ELOG=${E2ELOG:-$(mktemp -t imchannel-e2e-long.XXXXXX.log)}
+echo "== e2e, long form (IMCHANNEL_LONG=1, race-built binary); full output: $E2ELOG"
+IMCHANNEL_LONG=1 IMCHANNEL_E2E_RACE=1 go test -race -count=1 -timeout 60m -v ./e2e/ 2>&1 | tee "$E2ELOG" |
+  grep -E '^(=== RUN|--- |ok|FAIL|PASS)|_test\.go:[0-9]+: [a-z]' ||
+  { echo "e2e failed; see $E2ELOG" >&2; exit 1; }
 
 if [ "${SKIP_FUZZ:-}" = 1 ]; then exit 0; fi
 for target in config:FuzzParse webhook:FuzzInfobip webhook:FuzzCMMO webhook:FuzzCMStatus \
