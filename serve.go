@@ -61,7 +61,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	sink := newLogSink(stderr)
 	defer sink.Flush()
-	go sink.flushEvery(ctx, 100*time.Millisecond)
+	// The flusher outlives the signal: a long shutdown still writes out
+	// the access lines of requests that finished meanwhile.
+	flushCtx, stopFlush := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFlush()
+	go sink.flushEvery(flushCtx, 100*time.Millisecond)
 	log := slog.New(sink.handler(newLogger(cfg.Log, sink).Handler()))
 	return serve(ctx, cfg, log)
 }
@@ -225,6 +229,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	shCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shCtx)
+	if err != nil {
+		// In-flight requests did not finish in time (a long backup
+		// stream): cut them off before the store closes under them.
+		_ = srv.Close()
+	}
 	stopWork()
 	wg.Wait()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {

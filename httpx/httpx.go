@@ -60,7 +60,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 			// The route template, never the path: paths carry customer
 			// numbers (/api/v1/customers/{number}) and capability tokens
 			// (/media/public/{token}).
-			log.Error("internal error", "method", r.Method, "route", routeOf(r), "err", err)
+			log.Error("internal error", "method", r.Method, "route", RouteOf(r), "err", err)
 		}
 		msg = "internal error"
 	}
@@ -73,8 +73,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	WriteJSON(w, status, map[string]string{"error": msg})
 }
 
-// routeOf is the mux route template r matched, or "unmatched".
-func routeOf(r *http.Request) string {
+// RouteOf is the mux route template r matched, or "unmatched": what logs
+// show instead of a path that may hold a number or a capability token.
+func RouteOf(r *http.Request) string {
 	if rt := mux.CurrentRoute(r); rt != nil {
 		if t, err := rt.GetPathTemplate(); err == nil {
 			return t

@@ -115,7 +115,7 @@ func (a *API) requireAPI(h http.Handler, template bool) http.Handler {
 	const msg = "missing or wrong credentials: send Authorization: Bearer <token> with x-app-key, or HTTP Basic with the app key and secret"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.authorized(r) {
-			a.d.Metrics.Rejections.WithLabelValues(routeOf(r), "auth").Inc()
+			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "auth").Inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="imchannel"`)
 			if template {
 				templateFail(w, http.StatusUnauthorized, msg)
@@ -126,15 +126,6 @@ func (a *API) requireAPI(h http.Handler, template bool) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-func routeOf(r *http.Request) string {
-	if rt := mux.CurrentRoute(r); rt != nil {
-		if t, err := rt.GetPathTemplate(); err == nil {
-			return t
-		}
-	}
-	return r.URL.Path
 }
 
 type tokenRequest struct {
@@ -161,7 +152,7 @@ func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
 	c := a.d.Config.API
 	if a.d.Config.HasAPIAuth() {
 		if c.AppKey == "" || c.AppSecret == "" {
-			a.d.Metrics.Rejections.WithLabelValues(routeOf(r), "auth").Inc()
+			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "auth").Inc()
 			httpx.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "tokenByAkSk is not enabled: [api] app_key and app_secret are not configured"})
 			return
 		}
@@ -169,7 +160,7 @@ func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
 		okKey := httpx.Equal(req.AppKey, c.AppKey)
 		okSecret := httpx.Equal(req.AppSecret, c.AppSecret)
 		if !okKey || !okSecret {
-			a.d.Metrics.Rejections.WithLabelValues(routeOf(r), "auth").Inc()
+			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "auth").Inc()
 			httpx.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "wrong app_key or app_secret"})
 			return
 		}
@@ -281,7 +272,7 @@ func (a *API) reject(w http.ResponseWriter, r *http.Request, err error) {
 		if s == http.StatusRequestEntityTooLarge {
 			reason = "too_large"
 		}
-		a.d.Metrics.Rejections.WithLabelValues(routeOf(r), reason).Inc()
+		a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), reason).Inc()
 	}
 	httpx.WriteError(w, r, a.log, err)
 }

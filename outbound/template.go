@@ -58,7 +58,7 @@ func (a *API) serveTemplate(w http.ResponseWriter, r *http.Request) {
 			msg = "internal error"
 		}
 		if status < 500 {
-			a.d.Metrics.Rejections.WithLabelValues(routeOf(r), "invalid").Inc()
+			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "invalid").Inc()
 		} else if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}

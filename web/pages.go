@@ -106,7 +106,7 @@ func newPages() (*pages, error) {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
 	var buf bytes.Buffer
 	if err := s.pages.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
-		s.log.Error("render failed", "template", name, "path", r.URL.Path, "err", err)
+		s.log.Error("render failed", "template", name, "route", httpx.RouteOf(r), "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
@@ -123,7 +123,7 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	status := httpx.Status(err)
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
-		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Error("internal error", "method", r.Method, "route", httpx.RouteOf(r), "err", err)
 		msg = "internal error"
 	}
 	s.render(w, r, status, "error", struct {
