@@ -120,15 +120,81 @@ func Unmarshal(b []byte, v any) error {
 	if !utf8.Valid(b) {
 		return Errorf(store.ErrInvalid, "body is not valid UTF-8")
 	}
+	err := decodeStrict(b, v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		// Once, and strictly: a body whose only fault is trailing commas.
+		if fixed, ok := WithoutTrailingCommas(b); ok && decodeStrict(fixed, v) == nil {
+			return nil
+		}
+	}
+	if err != nil {
+		return JSONError(err)
+	}
+	return nil
+}
+
+func decodeStrict(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return JSONError(err)
+		return err
 	}
 	if dec.More() {
 		return Errorf(store.ErrInvalid, "malformed JSON: unexpected data after the top-level value")
 	}
 	return nil
+}
+
+// WithoutTrailingCommas removes every comma that stands, outside a string,
+// right before a closing } or ] (white space between them allowed), and
+// reports whether it removed any. CTLive's own protocol page prints its
+// examples with such commas, so senders built from it may send them; a
+// body is only ever retried this way after strict decoding failed.
+func WithoutTrailingCommas(b []byte) ([]byte, bool) {
+	var out []byte
+	last, changed := 0, false // b[last:] is not copied to out yet
+	inString, escaped := false, false
+	var prev byte // the last byte outside white space, strings as '"'
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString, prev = false, '"'
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+			continue
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		after := prev
+		prev = c
+		// Only a comma after a value is trailing: "{,}" and ",," stay errors.
+		if c != ',' || after == 0 || after == '{' || after == '[' || after == ',' {
+			continue
+		}
+		j := i + 1
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t' || b[j] == '\n' || b[j] == '\r') {
+			j++
+		}
+		if j < len(b) && (b[j] == '}' || b[j] == ']') {
+			out = append(out, b[last:i]...)
+			last, changed = i+1, true
+		}
+	}
+	if !changed {
+		return b, false
+	}
+	return append(out, b[last:]...), true
 }
 
 // JSONError turns an encoding/json error into an Invalid error naming the

@@ -147,3 +147,23 @@ func TestWriteErrorLogsNoPath(t *testing.T) {
 		require.NotContains(t, logs.String(), c.secret)
 	}
 }
+
+func TestWithoutTrailingCommas(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{`{"a":1,}`, `{"a":1}`},
+		{"{\"a\":[1,2,\n ],\n}", "{\"a\":[1,2\n ]\n}"},
+		{`{"s":"x,}","t":"\",]"}`, `{"s":"x,}","t":"\",]"}`}, // commas inside strings stay
+		{`{"a":1}`, `{"a":1}`},
+	}
+	for _, c := range cases {
+		got, changed := WithoutTrailingCommas([]byte(c.in))
+		require.Equal(t, c.want, string(got), c.in)
+		require.Equal(t, c.in != c.want, changed, c.in)
+	}
+	// Unmarshal accepts them; anything else still malformed is still refused.
+	var v map[string]any
+	require.NoError(t, Unmarshal([]byte(`{"whatsApp": {"text": "hi"},}`), &v))
+	require.Equal(t, map[string]any{"text": "hi"}, v["whatsApp"])
+	require.Error(t, Unmarshal([]byte(`{"a":1,,}`), &v))
+	require.Error(t, Unmarshal([]byte(`{,}`), &v))
+}

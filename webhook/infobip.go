@@ -165,7 +165,14 @@ func parseInfobip(body []byte) (*infobipBatch, error) {
 	}
 	var post ibPost
 	if err := json.Unmarshal(body, &post); err != nil {
-		return nil, explainDecode(body, err)
+		// Seed 000's own examples carry trailing commas; a body whose only
+		// fault is those is read without them.
+		var se *json.SyntaxError
+		fixed, ok := httpx.WithoutTrailingCommas(body)
+		if !errors.As(err, &se) || !ok || json.Unmarshal(fixed, &post) != nil {
+			return nil, explainDecode(body, err)
+		}
+		body = fixed
 	}
 	if post.Results == nil {
 		return nil, httpx.Errorf(store.ErrInvalid, "results is missing: expected {\"results\": [...]}")
