@@ -21,6 +21,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,9 @@ func envInt(name string, def int) int {
 }
 
 func TestWebLatency(t *testing.T) {
+	// The pages are served in this process: run the collector as
+	// `imchannel serve` does.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	full := os.Getenv("WEB_BENCH") == "1"
 	msgs, convs, reqs := 5000, 100, 5
 	if full {
