@@ -323,19 +323,29 @@ func (s *Store) MarkMediaFetched(ctx context.Context, id string, src BlobSource,
 	return out, err
 }
 
+// endAttempt takes a pending media off the fetch queue and counts the
+// attempt that just ended; ok is false when it is no longer pending.
+func (t *Tx) endAttempt(id string) (*Media, bool, error) {
+	md, ok, err := t.pendingMedia(id)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	if err := t.dequeueMedia(md); err != nil {
+		return nil, false, err
+	}
+	md.Attempts++
+	if md.FirstTry.IsZero() {
+		md.FirstTry = t.now
+	}
+	return md, true, nil
+}
+
 // MarkMediaRetry records a failed attempt and requeues the fetch at next.
 func (s *Store) MarkMediaRetry(ctx context.Context, id string, next time.Time, reason string) error {
 	return s.Update(ctx, func(t *Tx) error {
-		md, ok, err := t.pendingMedia(id)
+		md, ok, err := t.endAttempt(id)
 		if err != nil || !ok {
 			return err
-		}
-		if err := t.dequeueMedia(md); err != nil {
-			return err
-		}
-		md.Attempts++
-		if md.FirstTry.IsZero() {
-			md.FirstTry = t.now
 		}
 		md.Error = reason
 		md.NextAt = next
@@ -353,16 +363,9 @@ func (s *Store) MarkMediaFailed(ctx context.Context, id, state, reason string) e
 		return Errorf(ErrInvalid, "media state %q is not a final failure", state)
 	}
 	return s.Update(ctx, func(t *Tx) error {
-		md, ok, err := t.pendingMedia(id)
+		md, ok, err := t.endAttempt(id)
 		if err != nil || !ok {
 			return err
-		}
-		if err := t.dequeueMedia(md); err != nil {
-			return err
-		}
-		md.Attempts++
-		if md.FirstTry.IsZero() {
-			md.FirstTry = t.now
 		}
 		md.State, md.Error = state, reason
 		if state == MediaFailed {
