@@ -128,7 +128,7 @@ func NewFetcher(st *store.Store, log *slog.Logger, m *metrics.Metrics, cfg Confi
 // Run fetches until ctx ends: it wakes on media changes in the store, when
 // a worker finishes, and when the earliest retry falls due.
 func (f *Fetcher) Run(ctx context.Context) {
-	changes, stop := f.st.Subscribe(256)
+	changes, stop := f.st.Subscribe(256, "media")
 	defer stop()
 	work := make(chan *store.Media)
 	var wg sync.WaitGroup

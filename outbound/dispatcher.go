@@ -73,7 +73,7 @@ func (x *Dispatcher) Run(ctx context.Context) {
 	if workers <= 0 {
 		workers = 1
 	}
-	changes, stop := x.d.Store.Subscribe(64)
+	changes, stop := x.d.Store.Subscribe(64, "outbox")
 	defer stop()
 	work := make(chan store.OutboxItem)
 	var wg sync.WaitGroup

@@ -122,3 +122,25 @@ func TestUntimedReportResentIsRecordedOnce(t *testing.T) {
 		require.Equal(t, StatusDelivered, m.Status)
 	}
 }
+
+// A worker subscribed to one kind is not crowded out by the others: a burst
+// of inbound messages cannot fill its buffer and drop the outbox wake-up.
+func TestSubscribeByKind(t *testing.T) {
+	s := openTemp(t, Options{})
+	outbox, stop := s.Subscribe(1, "outbox")
+	defer stop()
+	all, stopAll := s.Subscribe(1)
+	defer stopAll()
+	for i := range 20 {
+		saveOne(t, s, inbound(extID(i), customer, "busy"))
+	}
+	require.Len(t, all, 1, "an unfiltered subscriber's buffer fills up")
+	require.Empty(t, outbox, "no outbox change yet")
+	queueOne(t, s, outbound("out-1", customer, "reply"))
+	select {
+	case c := <-outbox:
+		require.Equal(t, "outbox", c.Kind)
+	default:
+		t.Fatal("the outbox change was dropped")
+	}
+}

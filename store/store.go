@@ -398,19 +398,29 @@ type Change struct {
 }
 
 type hub struct {
-	mu   sync.Mutex
-	subs map[chan Change]struct{}
+	mu sync.Mutex
+	// subs maps each subscriber to the kinds it wants (nil: all), so a
+	// worker's buffer is not filled by changes it ignores.
+	subs map[chan Change]map[string]bool
 }
 
-// Subscribe returns a channel of changes and a function to stop. Slow
-// subscribers miss changes rather than slowing commits down.
-func (s *Store) Subscribe(buffer int) (<-chan Change, func()) {
+// Subscribe returns a channel of changes (of the given kinds, or all) and a
+// function to stop. Slow subscribers miss changes rather than slowing
+// commits down.
+func (s *Store) Subscribe(buffer int, kinds ...string) (<-chan Change, func()) {
 	ch := make(chan Change, buffer)
+	var only map[string]bool // nil: every kind
+	if len(kinds) > 0 {
+		only = make(map[string]bool, len(kinds))
+		for _, k := range kinds {
+			only[k] = true
+		}
+	}
 	s.hub.mu.Lock()
 	if s.hub.subs == nil {
-		s.hub.subs = map[chan Change]struct{}{}
+		s.hub.subs = map[chan Change]map[string]bool{}
 	}
-	s.hub.subs[ch] = struct{}{}
+	s.hub.subs[ch] = only
 	s.hub.mu.Unlock()
 	var once sync.Once
 	return ch, func() {
@@ -431,8 +441,11 @@ func (h *hub) publish(cs []Change) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.subs {
+	for ch, only := range h.subs {
 		for _, c := range cs {
+			if only != nil && !only[c.Kind] {
+				continue
+			}
 			select {
 			case ch <- c:
 			default:
