@@ -120,18 +120,25 @@ func Unmarshal(b []byte, v any) error {
 	if !utf8.Valid(b) {
 		return Errorf(store.ErrInvalid, "body is not valid UTF-8")
 	}
-	err := decodeStrict(b, v)
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		// Once, and strictly: a body whose only fault is trailing commas.
-		if fixed, ok := WithoutTrailingCommas(b); ok && decodeStrict(fixed, v) == nil {
-			return nil
-		}
-	}
-	if err != nil {
+	if _, err := DecodeTolerant(b, func(x []byte) error { return decodeStrict(x, v) }); err != nil {
 		return JSONError(err)
 	}
 	return nil
+}
+
+// DecodeTolerant runs decode on b and, when that fails on syntax alone,
+// once more on b without trailing commas (see WithoutTrailingCommas). It
+// returns the body that decoded, for callers that keep parts of it raw, or
+// b and the first error.
+func DecodeTolerant(b []byte, decode func([]byte) error) ([]byte, error) {
+	err := decode(b)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		if fixed, ok := WithoutTrailingCommas(b); ok && decode(fixed) == nil {
+			return fixed, nil
+		}
+	}
+	return b, err
 }
 
 func decodeStrict(b []byte, v any) error {

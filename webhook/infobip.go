@@ -164,15 +164,10 @@ func parseInfobip(body []byte) (*infobipBatch, error) {
 		return nil, httpx.Errorf(store.ErrInvalid, "body is not valid UTF-8")
 	}
 	var post ibPost
-	if err := json.Unmarshal(body, &post); err != nil {
-		// Seed 000's own examples carry trailing commas; a body whose only
-		// fault is those is read without them.
-		var se *json.SyntaxError
-		fixed, ok := httpx.WithoutTrailingCommas(body)
-		if !errors.As(err, &se) || !ok || json.Unmarshal(fixed, &post) != nil {
-			return nil, explainDecode(body, err)
-		}
-		body = fixed
+	// Seed 000's own examples carry trailing commas.
+	body, err := httpx.DecodeTolerant(body, func(b []byte) error { return json.Unmarshal(b, &post) })
+	if err != nil {
+		return nil, explainDecode(body, err)
 	}
 	if post.Results == nil {
 		return nil, httpx.Errorf(store.ErrInvalid, "results is missing: expected {\"results\": [...]}")
