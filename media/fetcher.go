@@ -178,13 +178,11 @@ func (f *Fetcher) Run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case c, ok := <-changes:
+			case _, ok := <-changes:
 				if !ok {
 					return // store closed
 				}
-				if c.Kind == "media" {
-					break wait
-				}
+				break wait // subscribed to media changes only
 			case <-f.kick:
 				break wait
 			case <-timer.C:

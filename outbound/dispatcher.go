@@ -131,12 +131,12 @@ func (x *Dispatcher) Run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case c, ok := <-changes:
+			case _, ok := <-changes:
 				if !ok {
 					changes = nil // the store closed; ctx ends soon
-				} else if c.Kind == "outbox" {
-					break wait
+					continue
 				}
+				break wait // subscribed to outbox changes only
 			case <-x.kick:
 				break wait
 			case <-timer.C:
