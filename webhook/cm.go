@@ -152,7 +152,7 @@ func (h *Handler) cmMO(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, cmRoute, err)
 		return
 	}
-	res, err := h.d.Store.SaveInbound(r.Context(), []*store.Message{m})
+	res, _, err := h.d.Store.Ingest(r.Context(), []*store.Message{m}, nil)
 	if err != nil {
 		h.fail(w, r, cmRoute, err)
 		return
