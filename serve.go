@@ -147,7 +147,6 @@ type app struct {
 	log     *slog.Logger
 	store   *store.Store
 	metrics *metrics.Metrics
-	started time.Time
 	// observers caches latency series by route, method and status.
 	observers sync.Map
 }
@@ -177,7 +176,7 @@ func newApp(cfg config.Config, log *slog.Logger) (*app, error) {
 	for _, result := range []string{store.MediaCached, store.MediaFailed, store.MediaTooLarge, "retry"} {
 		m.MediaFetches.WithLabelValues(result)
 	}
-	return &app{cfg: cfg, log: log, store: st, metrics: m, started: time.Now()}, nil
+	return &app{cfg: cfg, log: log, store: st, metrics: m}, nil
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
