@@ -57,8 +57,9 @@ func TestFetchOnceAcrossResendRestartAndViews(t *testing.T) {
 	require.Equal(t, store.MediaCached, msg.Media.State)
 	require.Equal(t, "/media/"+mediaID, msg.Media.URL)
 	// The queue is empty, so nothing can fetch again; the count proves it.
-	_, queued := st.NextMediaDue()
-	require.False(t, queued)
+	queued, err := st.MediaQueue(1)
+	require.NoError(t, err)
+	require.Empty(t, queued)
 	require.EqualValues(t, 1, o.count("/media/abc"))
 	require.Empty(t, st.Check())
 }
@@ -504,7 +505,8 @@ func TestFetchSucceededJustBeforeShutdownIsKept(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.MediaCached, md.State)
 	require.Equal(t, sum(data), md.SHA256)
-	_, queued := st.NextMediaDue()
-	require.False(t, queued, "still queued: the next start would GET it again")
+	queued, err := st.MediaQueue(1)
+	require.NoError(t, err)
+	require.Empty(t, queued, "still queued: the next start would GET it again")
 	require.EqualValues(t, 1, o.count("/once"))
 }

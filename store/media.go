@@ -131,29 +131,6 @@ func (s *Store) MediaByToken(token string) (*Media, error) {
 	return md, err
 }
 
-// DueMedia lists up to limit pending media whose next fetch is at or before
-// now, oldest first.
-func (s *Store) DueMedia(now time.Time, limit int) ([]*Media, error) {
-	var out []*Media
-	end := t8(now)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		t := &Tx{tx: tx, s: s}
-		c := tx.Bucket(bucketMediaQueue).Cursor()
-		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
-			if len(k) < 9 || string(k[:8]) > string(end) {
-				break
-			}
-			md, err := t.getMedia(string(k[8:]))
-			if err != nil {
-				continue // check reports it
-			}
-			out = append(out, md)
-		}
-		return nil
-	})
-	return out, err
-}
-
 // QueuedMedia is one entry of the fetch queue.
 type QueuedMedia struct {
 	ID string
@@ -174,18 +151,6 @@ func (s *Store) MediaQueue(limit int) ([]QueuedMedia, error) {
 		return nil
 	})
 	return out, err
-}
-
-// NextMediaDue is when the earliest queued fetch is due (ok false: none).
-func (s *Store) NextMediaDue() (at time.Time, ok bool) {
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bucketMediaQueue).Cursor().First()
-		if len(k) >= 8 {
-			at, ok = time.Unix(0, int64(u64(k[:8]))), true
-		}
-		return nil
-	})
-	return at, ok
 }
 
 // ---- writing ----

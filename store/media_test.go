@@ -133,19 +133,18 @@ func TestMediaQueueLifecycle(t *testing.T) {
 	id := msg.Media.ID
 	require.Equal(t, MediaPending, msg.Media.State)
 
-	due, err := s.DueMedia(time.Now(), 10)
+	q, err := s.MediaQueue(10)
 	require.NoError(t, err)
-	require.Len(t, due, 1)
-	require.Equal(t, id, due[0].ID)
+	require.Len(t, q, 1)
+	require.Equal(t, id, q[0].ID)
+	require.False(t, q[0].At.After(time.Now()), "due at once")
 
 	next := time.Now().Add(time.Hour)
 	require.NoError(t, s.MarkMediaRetry(ctx, id, next, "503 Service Unavailable"))
-	due, err = s.DueMedia(time.Now(), 10)
+	q, err = s.MediaQueue(10)
 	require.NoError(t, err)
-	require.Empty(t, due)
-	at, ok := s.NextMediaDue()
-	require.True(t, ok)
-	require.Equal(t, next.UnixNano(), at.UnixNano())
+	require.Len(t, q, 1)
+	require.Equal(t, next.UnixNano(), q[0].At.UnixNano(), "requeued for the retry")
 	requireClean(t, s)
 
 	data := mediaPattern(1000)
@@ -153,8 +152,9 @@ func TestMediaQueueLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, MediaCached, md.State)
 	require.Equal(t, 2, md.Attempts)
-	_, ok = s.NextMediaDue()
-	require.False(t, ok)
+	q, err = s.MediaQueue(10)
+	require.NoError(t, err)
+	require.Empty(t, q)
 	require.Equal(t, "cached", mustMessage(t, s, r.MessageID).Media.State)
 	requireClean(t, s)
 

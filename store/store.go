@@ -241,9 +241,6 @@ type Tx struct {
 	notes []Change
 }
 
-// Bolt is the underlying bbolt transaction.
-func (t *Tx) Bolt() *bolt.Tx { return t.tx }
-
 // Now is the commit's clock reading.
 func (t *Tx) Now() time.Time { return t.now }
 
