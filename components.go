@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -31,7 +32,17 @@ func (a *app) registerComponents(r *mux.Router) {
 		Log:        a.log,
 		Creds:      a.agentCreds(),
 		LastBackup: a.store.LastBackup,
+		Location:   a.location(),
 	})).Register(r)
+}
+
+// location is web.timezone, which Validate has already checked.
+func (a *app) location() *time.Location {
+	loc, err := time.LoadLocation(a.cfg.Web.Timezone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }
 
 // workers are the background loops serve runs until shutdown.

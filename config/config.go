@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+	// Validate loads web.timezone; hosts without tzdata still know zones.
+	_ "time/tzdata"
 
 	"github.com/BurntSushi/toml"
 )
@@ -47,6 +49,7 @@ type Config struct {
 	Welcome   Welcome   `toml:"welcome"`
 	Backup    Backup    `toml:"backup"`
 	Retention Retention `toml:"retention"`
+	Web       Web       `toml:"web"`
 }
 
 // Log chooses the log format and level.
@@ -144,6 +147,12 @@ type Retention struct {
 	Days int `toml:"days"`
 }
 
+// Web tunes the agents' pages.
+type Web struct {
+	// Timezone is the IANA zone whose day "messages today" counts.
+	Timezone string `toml:"timezone"`
+}
+
 // Default is the embedded configuration `go run . serve` starts with.
 func Default() Config {
 	return Config{
@@ -185,6 +194,7 @@ func Default() Config {
 			MaxBackoff:     Duration{10 * time.Minute},
 		},
 		Backup: Backup{Interval: Duration{24 * time.Hour}, Keep: 7},
+		Web:    Web{Timezone: "UTC"},
 	}
 }
 
@@ -263,6 +273,9 @@ func (c Config) Validate() error {
 	}
 	if c.API.TokenTTL.Duration <= 0 || c.API.TokenTTL.Duration > time.Hour {
 		return fmt.Errorf("api.token_ttl must be between 1s and 1h")
+	}
+	if _, err := time.LoadLocation(c.Web.Timezone); err != nil || c.Web.Timezone == "" {
+		return fmt.Errorf("web.timezone %q: not a time zone name (e.g. \"UTC\", \"Europe/Berlin\")", c.Web.Timezone)
 	}
 	if c.Retention.Days < 0 {
 		return fmt.Errorf("retention.days must not be negative")

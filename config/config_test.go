@@ -38,3 +38,29 @@ func TestValidateHalfCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateWebAndNumbers: a zone or region the service cannot use stops
+// it at start, naming the key.
+func TestValidateWebAndNumbers(t *testing.T) {
+	cases := []struct {
+		name string
+		toml string
+		ok   bool
+	}{
+		{"defaults", "", true},
+		{"a zone", "[web]\ntimezone = \"Europe/Berlin\"\n", true},
+		{"no such zone", "[web]\ntimezone = \"Mars/Olympus\"\n", false},
+		{"empty zone", "[web]\ntimezone = \"\"\n", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Default()
+			if err := Parse([]byte(c.toml), &cfg); err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			if err := cfg.Validate(); (err == nil) != c.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, c.ok)
+			}
+		})
+	}
+}

@@ -284,6 +284,11 @@ func (t *Tx) insert(m *Message) (Result, error) {
 	if err := t.addCounter(day+t.now.UTC().Format("2006-01-02"), 1); err != nil {
 		return Result{}, err
 	}
+	// Quarter-hour counters let "messages today" follow any time zone
+	// (every zone's offset is a multiple of 15 minutes).
+	if err := t.addCounter(quarterKey(day, t.now), 1); err != nil {
+		return Result{}, err
+	}
 	if err := t.addCounter(counterMessages, 1); err != nil {
 		return Result{}, err
 	}

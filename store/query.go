@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -264,16 +265,30 @@ type Stats struct {
 	FileSize      int64
 }
 
-// Stats reads the overview counters.
-func (s *Store) Stats() (Stats, error) {
+// Stats reads the overview counters; "today" is the UTC day.
+func (s *Store) Stats() (Stats, error) { return s.StatsIn(time.UTC) }
+
+// StatsIn reads the overview counters with "today" the day in loc: the
+// UTC day counters for UTC, else the sum of the quarter-hour counters since
+// loc's midnight (written from schema 2 on; a day that began before an
+// upgrade counts from the upgrade).
+func (s *Store) StatsIn(loc *time.Location) (Stats, error) {
 	var st Stats
-	day := s.now().UTC().Format("2006-01-02")
+	now := s.now()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		cb := tx.Bucket(bucketCounters)
 		st.Conversations = u64(cb.Get([]byte(counterConversations)))
 		st.Messages = u64(cb.Get([]byte(counterMessages)))
-		st.InToday = u64(cb.Get([]byte("in:" + day)))
-		st.OutToday = u64(cb.Get([]byte("out:" + day)))
+		if loc == nil || loc == time.UTC {
+			day := now.UTC().Format("2006-01-02")
+			st.InToday = u64(cb.Get([]byte("in:" + day)))
+			st.OutToday = u64(cb.Get([]byte("out:" + day)))
+		} else {
+			l := now.In(loc)
+			midnight := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, loc)
+			st.InToday = sumCounters(cb, quarterKey("in:", midnight), quarterKey("in:", now))
+			st.OutToday = sumCounters(cb, quarterKey("out:", midnight), quarterKey("out:", now))
+		}
 		st.FailedSends = u64(cb.Get([]byte(counterFailedSends)))
 		st.MediaFailed = int(u64(cb.Get([]byte("media_failed"))))
 		st.OutboxDepth = tx.Bucket(bucketOutbox).Stats().KeyN
@@ -282,4 +297,20 @@ func (s *Store) Stats() (Stats, error) {
 		return nil
 	})
 	return st, err
+}
+
+// quarterKey names the quarter-hour counter of direction prefix ("in:" or
+// "out:") holding t: "in@2026-12-01T22:30". The layout sorts by time.
+func quarterKey(prefix string, t time.Time) string {
+	return strings.TrimSuffix(prefix, ":") + "@" + t.UTC().Truncate(15*time.Minute).Format("2006-01-02T15:04")
+}
+
+// sumCounters adds the counters from key first to key last, inclusive.
+func sumCounters(b *bolt.Bucket, first, last string) uint64 {
+	var n uint64
+	c := b.Cursor()
+	for k, v := c.Seek([]byte(first)); k != nil && string(k) <= last; k, v = c.Next() {
+		n += u64(v)
+	}
+	return n
 }

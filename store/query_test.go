@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+	_ "time/tzdata" // the zones TestStatsInZone loads
 
 	"github.com/stretchr/testify/require"
 )
@@ -273,4 +275,45 @@ func TestMessageJSONLeavesOutZeroTimes(t *testing.T) {
 	b, err = json.Marshal(mustConversation(t, s, r.ConversationID))
 	require.NoError(t, err)
 	require.NotContains(t, string(b), "0001-01-01")
+}
+
+// "Messages today" follows the configured zone: a message at 23:30 UTC is
+// yesterday's in UTC but today's in Berlin (UTC+1 in winter).
+func TestStatsInZone(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 1, 23, 30, 0, 0, time.UTC)
+	s := openTemp(t, Options{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+	set := func(t2 time.Time) { mu.Lock(); now = t2; mu.Unlock() }
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	require.NoError(t, err)
+	kolkata, err := time.LoadLocation("Asia/Kolkata") // UTC+5:30
+	require.NoError(t, err)
+
+	saveOne(t, s, inbound("a", customer, "late on the 1st, UTC")) // Berlin: 00:30 on the 2nd
+	set(time.Date(2026, 12, 2, 0, 10, 0, 0, time.UTC))
+	saveOne(t, s, inbound("b", customer, "early on the 2nd"))
+	queueOne(t, s, outbound("c", customer, "answer"))
+
+	cases := []struct {
+		name    string
+		loc     *time.Location
+		in, out uint64
+	}{
+		{"UTC: the 2nd began at 00:00 UTC", time.UTC, 1, 1},
+		{"Berlin: the 2nd began at 23:00 UTC", berlin, 2, 1},
+		{"Kolkata: the 2nd began at 18:30 UTC on the 1st", kolkata, 2, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := s.StatsIn(c.loc)
+			require.NoError(t, err)
+			require.Equal(t, c.in, st.InToday)
+			require.Equal(t, c.out, st.OutToday)
+		})
+	}
+	// Midnight in Kolkata (18:30 UTC) starts a new day there.
+	set(time.Date(2026, 12, 2, 18, 31, 0, 0, time.UTC))
+	st, err := s.StatsIn(kolkata)
+	require.NoError(t, err)
+	require.Zero(t, st.InToday)
 }

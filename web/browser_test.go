@@ -95,9 +95,9 @@ func TestBrowser(t *testing.T) {
 	}))
 	defer origin.Close()
 
-	cfg := filepath.Join(dir, "imchannel.toml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`
-addr = "127.0.0.1:0"
+	cfgText := func(addr string) []byte {
+		return []byte(fmt.Sprintf(`
+addr = %q
 db = %q
 [inbound]
 basic_user = "provider"
@@ -116,9 +116,12 @@ scenario_key = "CC9F01A5DC7BEE2C2B829D203482A654"
 default_number = "1234"
 [media]
 allow_private_hosts = true
-`, filepath.Join(dir, "imchannel.db"), origin.URL+"/omni/1/advanced")), 0o600))
+`, addr, filepath.Join(dir, "imchannel.db"), origin.URL+"/omni/1/advanced"))
+	}
+	cfg := filepath.Join(dir, "imchannel.toml")
+	require.NoError(t, os.WriteFile(cfg, cfgText("127.0.0.1:0"), 0o600))
 
-	base := startBinary(t, ctx, bin, cfg)
+	base, stopBinary := startBinary(t, ctx, bin, cfg)
 	c := &client{t: t, base: base}
 
 	// ---- fill it through the real webhooks ----
@@ -208,12 +211,15 @@ allow_private_hosts = true
 		require.NoError(t, err, js)
 		return v
 	}
+	// Screenshots show what an agent sees at 1440×900 (the viewport the
+	// test runs at) or on a 390×844 phone.
 	shoot := func(name string) {
 		t.Helper()
-		b, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		b, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
 		require.NoError(t, err)
 		shots[name] = b
 	}
+	do(chromedp.EmulateViewport(1440, 900))
 
 	// The list.
 	do(chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".conv-list")))
@@ -273,6 +279,97 @@ allow_private_hosts = true
 	require.EqualValues(t, 42, eval(`window.__mark`), "the page was not reloaded")
 	shoot("thread-live")
 
+	// ---- a long thread: opens at the newest, loads older going up ----
+	var long strings.Builder
+	long.WriteString(`{"results":[`)
+	const longN = 260
+	for i := 0; i < longN; i++ {
+		if i > 0 {
+			long.WriteByte(',')
+		}
+		// Over three days, so the thread has day separators.
+		fmt.Fprintf(&long, `{"from":"4917000000001","to":"1234","integrationType":"WHATSAPP","receivedAt":%q,`+
+			`"messageId":"wamid.L%03d","message":{"type":"TEXT","text":"long thread message %03d"},"contact":{"name":"Lena"}}`,
+			ts(time.Duration(i-longN)*17*time.Minute), i, i)
+	}
+	long.WriteString(`]}`)
+	c.post("/imchannel/message", "provider", "provider-pass", long.String())
+	last := c.message(fmt.Sprintf("wamid.L%03d", longN-1))
+	lena := last["conversationId"].(string)
+	do(chromedp.Navigate(base+"/conversations/"+lena), chromedp.WaitVisible(chromedp.CSS("#thread")))
+	require.Eventually(t, func() bool {
+		v, _ := eval(`(function(){var r=document.getElementById('msg-` + last["id"].(string) + `').getBoundingClientRect();` +
+			`return window.scrollY>1000 && r.bottom<=window.innerHeight && r.top>=0})()`).(bool)
+		return v
+	}, 10*time.Second, 50*time.Millisecond, "the thread opens scrolled to its newest message")
+	require.EqualValues(t, 200, eval(`document.querySelectorAll('#thread li.msg').length`), "one page is loaded")
+	days, _ := eval(`Array.from(document.querySelectorAll('#thread li.day')).map(function(d){return d.textContent}).join('|')`).(string)
+	require.Regexp(t, `\|Yesterday\|Today$`, days, "day separators, the last two Yesterday and Today")
+	title, _ := eval(`document.querySelector('#thread li.msg .meta time').title`).(string)
+	require.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$`, title, "the full UTC time on hover")
+	require.Regexp(t, `^\d\d:\d\d$`, textOf("#thread li.msg .meta time"), "local HH:MM")
+	shoot("thread-long")
+
+	// Scrolling up loads the older messages and keeps the reader in place.
+	eval(`window.dispatchEvent(new WheelEvent('wheel')); window.__top = document.querySelector('#thread li.msg').id; window.scrollTo(0, 0)`)
+	require.Eventually(t, func() bool {
+		n, _ := eval(`document.querySelectorAll('#thread li.msg').length`).(float64)
+		return n == longN
+	}, 10*time.Second, 50*time.Millisecond, "older messages load on scrolling up")
+	require.Contains(t, textOf("#thread"), "long thread message 000")
+	require.Equal(t, true, eval(`(function(){var r=document.getElementById(window.__top).getBoundingClientRect();return r.top>=0&&r.top<window.innerHeight})()`),
+		"the message that was at the top stays in view")
+	require.EqualValues(t, 0, eval(`document.querySelectorAll('#older').length`), "no older page left")
+
+	// A message arriving while the reader is up the thread does not move
+	// them: a pill counts it, and the live region announces it.
+	eval(`window.scrollTo(0, 1500)`)
+	y0 := eval(`window.scrollY`)
+	c.post("/imchannel/message", "provider", "provider-pass", fmt.Sprintf(`{"results":[{"from":"4917000000001","to":"1234","integrationType":"WHATSAPP",
+		"receivedAt":%q,"messageId":"wamid.PILL","message":{"type":"TEXT","text":"while you were reading"}}]}`, ts(30*time.Second)))
+	require.Eventually(t, func() bool {
+		v, _ := eval(`!document.getElementById('pill').hidden`).(bool)
+		return v
+	}, 10*time.Second, 50*time.Millisecond, "the new-messages pill shows")
+	require.Equal(t, "↓ 1 new message", strings.TrimSpace(textOf("#pill")))
+	require.Equal(t, y0, eval(`window.scrollY`), "the reader was not moved")
+	require.Contains(t, textOf("#announce"), "while you were reading")
+	require.Equal(t, "polite", eval(`document.getElementById('announce').getAttribute('aria-live')`))
+	shoot("thread-pill")
+	do(chromedp.Click(chromedp.CSS("#pill")))
+	require.Eventually(t, func() bool {
+		v, _ := eval(`document.getElementById('pill').hidden && document.scrollingElement.scrollHeight-(window.scrollY+window.innerHeight)<80`).(bool)
+		return v
+	}, 10*time.Second, 50*time.Millisecond, "the pill takes the reader to the bottom and goes")
+
+	// ---- the list keeps keyboard focus across a live refresh ----
+	do(chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".conv-list")))
+	eval(`document.querySelector('li.conv[data-id="` + lena + `"] a').focus()`)
+	c.post("/imchannel/message", "provider", "provider-pass", fmt.Sprintf(`{"results":[{"from":"385919998888","to":"1234","integrationType":"WHATSAPP",
+		"receivedAt":%q,"messageId":"wamid.FOCUS","message":{"type":"TEXT","text":"moves Frank to the top"}}]}`, ts(40*time.Second)))
+	require.Eventually(t, func() bool {
+		s, _ := eval(`document.querySelector('.conv-list li.conv').innerText`).(string)
+		return strings.Contains(s, "moves Frank to the top")
+	}, 10*time.Second, 50*time.Millisecond, "the list refreshes")
+	require.Equal(t, lena, eval(`(document.activeElement.closest('li.conv')||{dataset:{}}).dataset.id`), "focus stayed on Lena's row")
+
+	// ---- the stream drops: a banner says so, and goes on reconnect ----
+	require.Equal(t, true, eval(`document.getElementById('conn').hidden`))
+	stopBinary()
+	require.Eventually(t, func() bool {
+		v, _ := eval(`!document.getElementById('conn').hidden`).(bool)
+		return v
+	}, 10*time.Second, 50*time.Millisecond, "the reconnect banner shows")
+	require.Equal(t, "Live updates paused — reconnecting", textOf("#conn"))
+	shoot("list-reconnecting")
+	require.NoError(t, os.WriteFile(cfg, cfgText(strings.TrimPrefix(base, "http://")), 0o600))
+	base2, _ := startBinary(t, ctx, bin, cfg)
+	require.Equal(t, base, base2)
+	require.Eventually(t, func() bool {
+		v, _ := eval(`document.getElementById('conn').hidden`).(bool)
+		return v
+	}, 15*time.Second, 50*time.Millisecond, "the banner goes on reconnect")
+
 	// Hostile text stays text.
 	do(chromedp.Navigate(base+"/conversations/"+xssConv), chromedp.WaitVisible(chromedp.CSS("#thread")))
 	text = textOf("body")
@@ -281,6 +378,14 @@ allow_private_hosts = true
 	require.Equal(t, false, eval(`window.__xss !== undefined || document.querySelector('img[src="x"], main script, svg') !== null`),
 		"an injected element or script ran")
 	shoot("xss")
+
+	// ---- a phone ----
+	do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".conv-list")))
+	require.Equal(t, true, eval(`document.documentElement.scrollWidth <= 390`), "the list fits a phone's width")
+	shoot("phone-list")
+	do(chromedp.Navigate(base+"/conversations/"+conv), chromedp.WaitVisible(chromedp.CSS("#thread")))
+	require.Equal(t, true, eval(`document.documentElement.scrollWidth <= 390`), "the thread fits a phone's width")
+	shoot("phone-thread")
 
 	mu.Lock()
 	require.Empty(t, dialogs, "a dialog opened")
@@ -297,8 +402,9 @@ allow_private_hosts = true
 }
 
 // startBinary runs `imchannel serve` and returns its base URL, read from
-// the "listening" log line.
-func startBinary(t *testing.T, ctx context.Context, bin, cfg string) string {
+// the "listening" log line, and a stop that ends it with SIGTERM (also
+// run at cleanup).
+func startBinary(t *testing.T, ctx context.Context, bin, cfg string) (string, func()) {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--config", cfg)
 	stderr, err := cmd.StderrPipe()
@@ -324,35 +430,39 @@ func startBinary(t *testing.T, ctx context.Context, bin, cfg string) string {
 			}
 		}
 	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("imchannel exited with %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("imchannel exited with %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Errorf("imchannel did not stop on SIGTERM")
 			}
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("imchannel did not stop on SIGTERM")
-		}
-		if t.Failed() {
-			logMu.Lock()
-			t.Logf("imchannel log:\n%s", logBuf.String())
-			logMu.Unlock()
-		}
-	})
+			if t.Failed() {
+				logMu.Lock()
+				t.Logf("imchannel log:\n%s", logBuf.String())
+				logMu.Unlock()
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case a := <-addr:
-		return "http://" + a
+		return "http://" + a, stop
 	case <-time.After(30 * time.Second):
 	case <-ctx.Done():
 	}
 	logMu.Lock()
 	defer logMu.Unlock()
 	t.Fatalf("imchannel did not report its address; log:\n%s", logBuf.String())
-	return ""
+	return "", nil
 }
 
 // browser starts headless Debian Chromium with a fresh profile.

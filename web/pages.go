@@ -159,7 +159,7 @@ type overview struct {
 }
 
 func (s *Server) overview() (overview, error) {
-	st, err := s.d.Store.Stats()
+	st, err := s.d.Store.StatsIn(s.d.Location)
 	if err != nil {
 		return overview{}, err
 	}
@@ -272,6 +272,10 @@ func (s *Server) threadPage(w http.ResponseWriter, r *http.Request) {
 	name := "thread"
 	if qv.Get("fragment") == "thread" {
 		name = "messages"
+		// The page's script reads where the next older page starts.
+		if older != "" {
+			w.Header().Set("X-Older", older)
+		}
 	}
 	s.render(w, r, http.StatusOK, name, d)
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	_ "time/tzdata" // the zones the overview test loads
 
 	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/require"
@@ -295,9 +296,16 @@ func TestPagesPagingAndErrors(t *testing.T) {
 	require.Contains(t, body, "msg c")
 	require.NotContains(t, body, "msg d")
 
-	_, body = e.get("/conversations/" + conv.ID + "?fragment=thread")
+	resp, body := e.get("/conversations/" + conv.ID + "?fragment=thread")
 	require.True(t, strings.HasPrefix(strings.TrimSpace(body), `<li id="msg-`+ids[0]), body)
 	require.NotContains(t, body, "<html")
+	require.Empty(t, resp.Header.Get("X-Older"), "the whole thread: nothing older")
+	// The page's script loads older messages from here: the fragment says
+	// where the page after it starts.
+	resp, body = e.get("/conversations/" + conv.ID + "?fragment=thread&before=" + ids[4] + "&limit=2")
+	require.Equal(t, ids[2], resp.Header.Get("X-Older"))
+	require.Contains(t, body, "msg c")
+	require.NotContains(t, body, "msg b")
 
 	_, body = e.get("/fragments/messages/" + ids[4])
 	require.True(t, strings.HasPrefix(body, `<li id="msg-`+ids[4]+`"`), body)
@@ -553,6 +561,40 @@ func TestImageMessagesNeverShowABrokenImage(t *testing.T) {
 			require.Equal(t, c.img, strings.Contains(frag, "<img"), frag)
 			require.Equal(t, c.download, strings.Contains(frag, `class="download"`), frag)
 			require.Equal(t, c.holder, strings.Contains(frag, "media-placeholder"), frag)
+		})
+	}
+}
+
+// "Messages today" counts the day of web.timezone.
+func TestOverviewCountsTheConfiguredDay(t *testing.T) {
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	require.NoError(t, err)
+	cases := []struct {
+		name string
+		loc  *time.Location
+		want string
+	}{
+		{"UTC", nil, `id="ov-today">0 in · 0 out<`},
+		{"Tokyo", tokyo, `id="ov-today">1 in · 0 out<`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// 20:00 UTC on the 1st is the 2nd in Tokyo; "now" is 01:00 UTC on the 2nd.
+			clock := time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC)
+			st, err := store.Open(filepath.Join(t.TempDir(), "imchannel.db"), store.Options{Now: func() time.Time { return clock }})
+			require.NoError(t, err)
+			defer st.Close()
+			_, err = st.SaveInbound(context.Background(), []*store.Message{in("w1", customer, "hi")})
+			require.NoError(t, err)
+			clock = time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC)
+			w, err := New(Deps{Store: st, Location: c.loc})
+			require.NoError(t, err)
+			r := mux.NewRouter()
+			w.Register(r)
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?fragment=list", nil))
+			require.Equal(t, http.StatusOK, rec.Code)
+			require.Contains(t, rec.Body.String(), c.want)
 		})
 	}
 }

@@ -36,6 +36,9 @@ type Deps struct {
 	// a client that stops reading is dropped instead of holding a stream
 	// slot and a goroutine forever.
 	StreamWriteTimeout time.Duration
+	// Location is the zone whose day "messages today" counts (web.timezone;
+	// default UTC).
+	Location *time.Location
 }
 
 // Server serves the status page, /api/v1 and the event stream.
@@ -69,6 +72,9 @@ func New(d Deps) (*Server, error) {
 	}
 	if d.Heartbeat <= 0 {
 		d.Heartbeat = 20 * time.Second
+	}
+	if d.Location == nil {
+		d.Location = time.UTC
 	}
 	if d.StreamWriteTimeout <= 0 {
 		d.StreamWriteTimeout = 30 * time.Second
