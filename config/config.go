@@ -91,13 +91,16 @@ type Agent struct {
 
 // Provider is where outbound messages go.
 type Provider struct {
-	Kind          string   `toml:"kind"` // infobip or cm
-	URL           string   `toml:"url"`
-	BasicUser     string   `toml:"basic_user"`
-	BasicPassword string   `toml:"basic_password"`
-	ScenarioKey   string   `toml:"scenario_key"`
-	ProductToken  string   `toml:"product_token"`
-	From          string   `toml:"from"`
+	Kind          string `toml:"kind"` // infobip or cm
+	URL           string `toml:"url"`
+	BasicUser     string `toml:"basic_user"`
+	BasicPassword string `toml:"basic_password"`
+	ScenarioKey   string `toml:"scenario_key"`
+	ProductToken  string `toml:"product_token"`
+	From          string `toml:"from"`
+	// Namespace is the WhatsApp template namespace CM templates carry
+	// (cm only; left out when empty).
+	Namespace     string   `toml:"namespace"`
 	Timeout       Duration `toml:"timeout"`
 	RatePerSecond float64  `toml:"rate_per_second"`
 	// DefaultNumber is the business number outbound messages come from when

@@ -244,6 +244,10 @@ func (a *API) serveSend(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, r, httpx.Errorf(store.ErrInvalid, "%v", err))
 		return
 	}
+	if err := a.routeReplies(msgs, req.ScenarioKey); err != nil {
+		a.reject(w, r, err)
+		return
+	}
 	opts := store.QueueOptions{}
 	if a.d.Config.Outbox.CheckWindow {
 		opts.Window = a.d.Config.Outbox.Window.Duration

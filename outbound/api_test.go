@@ -321,7 +321,7 @@ func TestTemplateEndpoint(t *testing.T) {
 		WhatsApp     json.RawMessage `json:"whatsApp"`
 	}
 	require.NoError(t, json.Unmarshal(rs[0].Body, &got))
-	require.Equal(t, scenarioKey, got.ScenarioKey)
+	require.Equal(t, seed001Key, got.ScenarioKey, "the scenarioKey mapped to servicePhoneNumber")
 	require.JSONEq(t, `{"templateName":"shipping_confirmation","templateData":["5"],"language":"en_GB",
 		"mediaTemplateData":{"header":{"textPlaceholder":"Griffin"},"body":{"placeholders":["5"]},"buttons":[{"urlPlaceholder":"contact-highway/"}]}}`, string(got.WhatsApp))
 	conv, err := e.st.ConversationByNumbers("3902124122690", "393403603062")

@@ -16,11 +16,16 @@ import (
 )
 
 // cm sends CM.com's business messaging JSON, authenticated by the product
-// token in the body. Our external id travels as "reference", which CM's
-// status reports carry back.
+// token in the body. Our own message id (a 26-character ULID) travels as
+// "reference": CM takes 1 to 32 alphanumerics there, which CTLive's
+// messageIds (UUIDs, up to 200 characters) are not. The reference is
+// recorded as an alias of the message, so CM's status reports and the
+// messageContext of the customer's replies find it.
 type cm struct {
 	c   *http.Client
 	cfg config.Provider
+	// st reads hosted template headers' media records (type, file name).
+	st *store.Store
 }
 
 type cmRequest struct {
@@ -69,12 +74,41 @@ type cmResponse struct {
 	} `json:"messages"`
 }
 
-func cmMedia(u string) map[string]any {
-	name := path.Base(u)
-	if pu, err := url.Parse(u); err == nil {
-		name = path.Base(pu.Path)
+// cmMediaContent is the SDKs' MediaContent.
+type cmMediaContent struct {
+	MediaName string `json:"mediaName"`
+	MediaURI  string `json:"mediaUri"`
+	MimeType  string `json:"mimeType"`
+}
+
+// cmMedia describes the file at u. shown, when given, is what WhatsApp
+// shows with it: an image's or video's caption, or (isFile) a document's
+// file name, whose extension then gives the mime type before the URL's.
+func cmMedia(u, shown string, isFile bool) cmMediaContent {
+	base := urlBase(u)
+	mt := typeByExt(path.Ext(base))
+	if isFile {
+		if t := typeByExt(path.Ext(shown)); t != octetStream {
+			mt = t
+		}
 	}
-	return map[string]any{"mediaName": name, "mediaUri": u, "mimeType": typeByExt(path.Ext(name))}
+	if shown == "" {
+		shown = base
+	}
+	return cmMediaContent{MediaName: shown, MediaURI: u, MimeType: mt}
+}
+
+// urlBase is the last element of a URL's path ("" for a bare host).
+func urlBase(u string) string {
+	p := u
+	if pu, err := url.Parse(u); err == nil {
+		p = pu.Path
+	}
+	b := path.Base(p)
+	if b == "/" || b == "." {
+		return ""
+	}
+	return b
 }
 
 // whatsAppTypes are the media types WhatsApp takes, fixed here so payloads
@@ -92,6 +126,9 @@ var whatsAppTypes = map[string]string{
 // typeByExt is the media type of a file extension (".pdf").
 func typeByExt(ext string) string {
 	ext = strings.ToLower(ext)
+	if ext == "" || ext == "." {
+		return octetStream
+	}
 	if t, ok := whatsAppTypes[ext]; ok {
 		return t
 	}
@@ -101,8 +138,10 @@ func typeByExt(ext string) string {
 		}
 		return t
 	}
-	return "application/octet-stream"
+	return octetStream
 }
+
+const octetStream = "application/octet-stream"
 
 func (p *cm) payload(m *store.Message) ([]byte, error) {
 	raw, err := content(m)
@@ -117,29 +156,37 @@ func (p *cm) payload(m *store.Message) ([]byte, error) {
 	if m.Outbound != nil {
 		replyTo = m.Outbound.ReplyToExternal
 	}
-	from := p.cfg.From
-	if from == "" {
-		from = m.From
-	}
 	msg := cmMsg{
-		From:            from,
+		From:            p.sender(m),
 		To:              []cmNumber{{Number: "00" + m.To}},
 		Body:            cmBody{Type: "auto", Content: w.text()},
 		AllowedChannels: []string{"WhatsApp"},
-		Reference:       m.ExternalID,
+		Reference:       m.ID,
 	}
 	var conv []map[string]any
 	switch {
 	case w.TemplateName != "":
 		msg.Body.Content = m.Text
-		conv = append(conv, map[string]any{"template": map[string]any{"whatsapp": cmTemplate(w)}})
+		conv = append(conv, map[string]any{"template": map[string]any{"whatsapp": p.template(w, m)}})
 	case w.mediaURL() != "":
-		if w.text() != "" {
-			conv = append(conv, map[string]any{"text": w.text()})
-		} else {
-			msg.Body.Content = w.mediaURL()
+		// WhatsApp shows an image's or video's caption and a document's
+		// file name (seed 000: the document's text is its name) with the
+		// media itself; audio has neither, so its text goes first.
+		u := w.mediaURL()
+		switch {
+		case w.FileURL != "":
+			conv = append(conv, map[string]any{"media": cmMedia(u, w.text(), true)})
+		case w.AudioURL != "":
+			if w.text() != "" {
+				conv = append(conv, map[string]any{"text": w.text()})
+			}
+			conv = append(conv, map[string]any{"media": cmMedia(u, "", false)})
+		default:
+			conv = append(conv, map[string]any{"media": cmMedia(u, w.text(), false)})
 		}
-		conv = append(conv, map[string]any{"media": cmMedia(w.mediaURL())})
+		if msg.Body.Content == "" {
+			msg.Body.Content = u
+		}
 	case w.Latitude != nil:
 		loc := map[string]any{"latitude": *w.Latitude, "longitude": *w.Longitude}
 		if w.LocationName != "" {
@@ -167,37 +214,84 @@ func (p *cm) payload(m *store.Message) ([]byte, error) {
 	}})
 }
 
-// cmTemplate is the WhatsApp template object CM expects, built from the
-// OMNI template fields.
-func cmTemplate(w *whatsApp) map[string]any {
-	t := map[string]any{
-		"element_name": w.TemplateName,
-		"language":     map[string]any{"policy": "deterministic", "code": w.Language},
+// sender is the message's business number, the one its conversation is
+// with, in CM's number format; provider.from only when the message has none.
+func (p *cm) sender(m *store.Message) string {
+	if d := store.NormalizeNumber(m.From); d != "" {
+		return "00" + d
 	}
-	var comps []map[string]any
-	text := func(s string) map[string]any { return map[string]any{"type": "text", "text": s} }
-	var body []map[string]any
+	return p.cfg.From
+}
+
+// The WhatsApp template object of CM's SDKs (WhatsappTemplate,
+// TemplateComponents, ComponentParameters).
+type cmTemplate struct {
+	Namespace   string        `json:"namespace,omitempty"`
+	ElementName string        `json:"element_name"`
+	Language    cmLanguage    `json:"language"`
+	Components  []cmComponent `json:"components,omitempty"`
+}
+
+type cmLanguage struct {
+	Policy string `json:"policy"`
+	Code   string `json:"code"`
+}
+
+type cmComponent struct {
+	Type       string    `json:"type"`
+	SubType    string    `json:"sub_type,omitempty"`
+	Index      *int      `json:"index,omitempty"` // buttons only; a number, as in the SDKs
+	Parameters []cmParam `json:"parameters"`
+}
+
+type cmParam struct {
+	Type     string          `json:"type"`
+	Text     string          `json:"text,omitempty"`
+	Media    *cmMediaContent `json:"media,omitempty"`
+	Payload  string          `json:"payload,omitempty"`
+	Location map[string]any  `json:"location,omitempty"`
+}
+
+// template builds the WhatsApp template CM expects from the OMNI template
+// fields. A header we host (seed 001's base64 header) is described by its
+// stored media record: its URL shows neither type nor name.
+func (p *cm) template(w *whatsApp, m *store.Message) *cmTemplate {
+	t := &cmTemplate{
+		Namespace:   p.cfg.Namespace,
+		ElementName: w.TemplateName,
+		Language:    cmLanguage{Policy: "deterministic", Code: w.Language},
+	}
+	text := func(s string) cmParam { return cmParam{Type: "text", Text: s} }
+	var body []cmParam
 	if md := w.MediaTemplateData; md != nil {
 		if h := md.Header; h != nil {
-			var param map[string]any
+			var param *cmParam
 			switch {
 			case h.TextPlaceholder != "":
-				param = text(h.TextPlaceholder)
+				param = &cmParam{Type: "text", Text: h.TextPlaceholder}
 			case h.ImageURL != "":
-				param = map[string]any{"type": "image", "media": cmMedia(h.ImageURL)}
+				param = &cmParam{Type: "image", Media: ptr(cmMedia(h.ImageURL, "", false))}
 			case h.VideoURL != "":
-				param = map[string]any{"type": "video", "media": cmMedia(h.VideoURL)}
+				param = &cmParam{Type: "video", Media: ptr(cmMedia(h.VideoURL, "", false))}
 			case h.DocumentURL != "":
-				doc := cmMedia(h.DocumentURL)
-				if h.DocumentFilename != "" {
-					doc["mediaName"] = h.DocumentFilename
-				}
-				param = map[string]any{"type": "document", "media": doc}
+				param = &cmParam{Type: "document", Media: ptr(cmMedia(h.DocumentURL, h.DocumentFilename, true))}
 			case h.Latitude != nil:
-				param = map[string]any{"type": "location", "location": map[string]any{"latitude": *h.Latitude, "longitude": *h.Longitude}}
+				param = &cmParam{Type: "location", Location: map[string]any{"latitude": *h.Latitude, "longitude": *h.Longitude}}
+			}
+			if param != nil && param.Media != nil && m.Outbound != nil && m.Outbound.HeaderMedia != "" && p.st != nil {
+				// A record gone (erased) leaves the URL's guess: CM
+				// reports the missing file itself.
+				if hosted, err := p.st.Media(m.Outbound.HeaderMedia); err == nil {
+					if hosted.ContentType != "" {
+						param.Media.MimeType = hosted.ContentType
+					}
+					if hosted.FileName != "" {
+						param.Media.MediaName = hosted.FileName
+					}
+				}
 			}
 			if param != nil {
-				comps = append(comps, map[string]any{"type": "header", "parameters": []map[string]any{param}})
+				t.Components = append(t.Components, cmComponent{Type: "header", Parameters: []cmParam{*param}})
 			}
 		}
 		if md.Body != nil {
@@ -212,24 +306,23 @@ func cmTemplate(w *whatsApp) map[string]any {
 		}
 	}
 	if len(body) > 0 {
-		comps = append(comps, map[string]any{"type": "body", "parameters": body})
+		t.Components = append(t.Components, cmComponent{Type: "body", Parameters: body})
 	}
 	if md := w.MediaTemplateData; md != nil {
 		for i, b := range md.Buttons {
+			c := cmComponent{Type: "button", Index: ptr(i)}
 			if b.URLPlaceholder != "" {
-				comps = append(comps, map[string]any{"type": "button", "sub_type": "url", "index": strconv.Itoa(i),
-					"parameters": []map[string]any{text(b.URLPlaceholder)}})
+				c.SubType, c.Parameters = "url", []cmParam{text(b.URLPlaceholder)}
 			} else {
-				comps = append(comps, map[string]any{"type": "button", "sub_type": "quick_reply", "index": strconv.Itoa(i),
-					"parameters": []map[string]any{{"type": "payload", "payload": b.QuickReplyPayload}}})
+				c.SubType, c.Parameters = "quick_reply", []cmParam{{Type: "payload", Payload: b.QuickReplyPayload}}
 			}
+			t.Components = append(t.Components, c)
 		}
-	}
-	if len(comps) > 0 {
-		t["components"] = comps
 	}
 	return t
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func (p *cm) send(ctx context.Context, m *store.Message) (accepted, error) {
 	body, err := p.payload(m)
@@ -258,7 +351,8 @@ func (p *cm) send(ctx context.Context, m *store.Message) (accepted, error) {
 	if len(ans.Messages) > 0 {
 		ev.Name = ans.Messages[0].Status
 	}
-	return accepted{Event: ev}, nil
+	// The reference we sent is the alias CM's reports come back with.
+	return accepted{ProviderID: m.ID, Event: ev}, nil
 }
 
 func cmDetails(ans cmResponse) string {

@@ -98,9 +98,14 @@ func TestPayloads(t *testing.T) {
 			require.Len(t, rs, 1)
 			require.Equal(t, "/v1.0/message", rs[0].Path)
 			require.Empty(t, rs[0].Header.Get("Authorization"), "CM authenticates with the product token in the body")
-			require.JSONEq(t, string(c.CM), string(rs[0].Body))
+			// CM's reference is 1-32 alphanumerics: our ULID, not
+			// CTLive's messageId, which stays the externalId.
+			require.Regexp(t, `^[A-Za-z0-9]{1,32}$`, m.ID)
+			want := strings.ReplaceAll(string(c.CM), "{{ourId}}", m.ID)
+			require.JSONEq(t, want, string(rs[0].Body))
 			require.Equal(t, c.Type, m.Type)
-			require.Empty(t, m.Aliases, "CM reports use our reference")
+			require.Equal(t, id, m.ExternalID)
+			require.Equal(t, []string{m.ID}, m.Aliases, "CM reports name the reference we sent")
 		})
 	}
 }
@@ -361,14 +366,14 @@ func TestWelcomeReplyIsSent(t *testing.T) {
 			})
 			require.NoError(t, err)
 			require.True(t, queued)
-			e.waitStatus("welcome-1", store.StatusSent)
+			sent := e.waitStatus("welcome-1", store.StatusSent)
 			rs := prov.requests()
 			require.Len(t, rs, 1)
 			if kind == store.ProviderCM {
 				require.JSONEq(t, `{"messages":{"authentication":{"productToken":"product-token"},"msg":[{
-					"from":"CM.com","to":[{"number":"0041793026727"}],
+					"from":"00`+business+`","to":[{"number":"0041793026727"}],
 					"body":{"type":"auto","content":"Welcome! An agent will be with you shortly."},
-					"allowedChannels":["WhatsApp"],"reference":"welcome-1",
+					"allowedChannels":["WhatsApp"],"reference":"`+sent.ID+`",
 					"richContent":{"conversation":[{"text":"Welcome! An agent will be with you shortly.","context":{"message_id":"wamid.REQ"}}]}}]}}`, string(rs[0].Body))
 			} else {
 				require.JSONEq(t, `{"scenarioKey":"`+scenarioKey+`","destinations":[{"messageId":"welcome-1","to":{"phoneNumber":"41793026727"}}],
@@ -399,9 +404,9 @@ func TestPanicFailsOnlyThatMessage(t *testing.T) {
 	e.dispatch()
 	m := e.waitStatus("bad-1", store.StatusFailed)
 	require.Contains(t, m.Error, "panic")
-	e.waitStatus("after-bad", store.StatusSent)
-	e.waitStatus("other", store.StatusSent)
-	require.ElementsMatch(t, []string{"after-bad", "other"}, destinationIDs(t, prov.requests()))
+	a := e.waitStatus("after-bad", store.StatusSent)
+	o := e.waitStatus("other", store.StatusSent)
+	require.ElementsMatch(t, []string{a.ID, o.ID}, destinationIDs(t, prov.requests()), "CM references are our ids")
 	require.Equal(t, 0, e.outboxDepth())
 }
 

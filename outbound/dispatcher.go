@@ -50,7 +50,7 @@ func NewDispatcher(d Deps) *Dispatcher {
 		kick:  make(chan struct{}, 1),
 	}
 	if x.kind == store.ProviderCM {
-		x.sender = &cm{c: c, cfg: d.Config.Provider}
+		x.sender = &cm{c: c, cfg: d.Config.Provider, st: d.Store}
 	} else {
 		x.sender = &infobip{c: c, cfg: d.Config.Provider}
 	}

@@ -27,6 +27,8 @@ func fuzzRouter(f testing.TB) http.Handler {
 	f.Cleanup(func() { _ = st.Close() })
 	cfg := config.Default()
 	cfg.Outbox.CheckWindow = false
+	// The seeds' servicePhoneNumbers are configured business numbers.
+	cfg.Provider.Numbers = map[string]string{"KEY-SEED001": "3902124122690", "KEY-NL": "31100000000"}
 	r := mux.NewRouter()
 	NewAPI(Deps{Store: st, Config: cfg}).Register(r)
 	return r

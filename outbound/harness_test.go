@@ -30,6 +30,7 @@ const (
 	staticToken = "static-token"
 	appKey      = "app-key"
 	appSecret   = "app-secret"
+	seed001Key  = "KEY-SEED001"
 )
 
 // rec is one request the fake provider received.
@@ -117,6 +118,8 @@ func testConfig(kind, providerURL string) config.Config {
 		Kind: kind, URL: providerURL, BasicUser: "u", BasicPassword: "p",
 		ScenarioKey: scenarioKey, ProductToken: "product-token", From: "CM.com",
 		Timeout: config.Duration{Duration: 5 * time.Second}, DefaultNumber: "+" + business,
+		// Seed 001's servicePhoneNumber is a configured business number.
+		Numbers: map[string]string{seed001Key: "3902124122690"},
 	}
 	cfg.Outbox = config.Outbox{Workers: 2, MinBackoff: config.Duration{Duration: 10 * time.Millisecond},
 		MaxBackoff: config.Duration{Duration: 50 * time.Millisecond}, Deadline: config.Duration{Duration: time.Hour},

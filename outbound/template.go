@@ -207,6 +207,10 @@ func (a *API) buildTemplate(req *templateRequest, domain string) (*store.Message
 	if mt.Header != nil || len(mt.Buttons) > 0 {
 		wa.MediaTemplateData = mt
 	}
+	key, err := a.templateKey(from)
+	if err != nil {
+		return nil, nil, err
+	}
 	raw, err := json.Marshal(wa)
 	if err != nil {
 		return nil, nil, err
@@ -220,7 +224,8 @@ func (a *API) buildTemplate(req *templateRequest, domain string) (*store.Message
 		Text:       templateText(req.TemplateName, placeholders),
 		Domain:     domain,
 		Outbound: &store.OutboundSpec{
-			WhatsApp: raw, TemplateName: req.TemplateName, Language: req.Language,
+			ScenarioKey: key,
+			WhatsApp:    raw, TemplateName: req.TemplateName, Language: req.Language,
 			HeaderData: headerData, BodyData: bodyData, DynamicURL: dynURL,
 		},
 	}

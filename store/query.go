@@ -148,6 +148,47 @@ func (s *Store) ConversationByNumbers(business, customer string) (*Conversation,
 	return c, err
 }
 
+// LatestInbound finds, among the conversations of customer with each of
+// businesses (numbers in any format), the one the customer wrote to last:
+// the one a reply without a named sender belongs to. It answers
+// ErrNotFound when the customer never wrote to any of them. The cost is
+// one key lookup per business number.
+func (s *Store) LatestInbound(customer string, businesses []string) (*Conversation, error) {
+	var best *Conversation
+	cust := NormalizeNumber(customer)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		keys := tx.Bucket(bucketConvKey)
+		r := readTx{tx: tx}
+		seen := map[string]bool{}
+		for _, b := range businesses {
+			b = NormalizeNumber(b)
+			if b == "" || seen[b] {
+				continue
+			}
+			seen[b] = true
+			id := keys.Get(convKey(b, cust))
+			if id == nil {
+				continue
+			}
+			c, err := r.conversation(string(id))
+			if err != nil {
+				return err
+			}
+			if c.LastInboundAt.IsZero() {
+				continue
+			}
+			if best == nil || c.LastInboundAt.After(best.LastInboundAt) {
+				best = c
+			}
+		}
+		return nil
+	})
+	if err == nil && best == nil {
+		err = Errorf(ErrNotFound, "customer %s never wrote to any of the business numbers", customer)
+	}
+	return best, err
+}
+
 // ListConversations pages conversations, most recent activity first. q
 // matches a number (any format, partial digits) or a piece of a name.
 // cursor is the previous page's next; next is empty on the last page.
