@@ -364,17 +364,21 @@ func (a *API) omniMessage(wa *whatsApp, raw json.RawMessage, req *sendRequest, b
 		Outbound: &store.OutboundSpec{BulkID: req.BulkID, ScenarioKey: req.ScenarioKey, SendAt: sendAt, WhatsApp: raw,
 			TemplateName: wa.TemplateName, Language: wa.Language, ReplyToExternal: wa.ReplyTo},
 	}
-	// Media URLs stay in the spec for the provider to fetch; they are not
-	// media records, which the media fetcher would download.
+	// Media URLs are the provider's to fetch: the message keeps the link
+	// (shown.go), not a media record the media fetcher would download.
 	switch m.Type {
 	case store.TypeText:
 		m.Text = wa.text()
-	case store.TypeImage, store.TypeDocument, store.TypeAudio, store.TypeVideo:
+	case store.TypeImage, store.TypeAudio, store.TypeVideo:
 		m.Caption = wa.text()
+		m.Media = sentMedia(wa)
+	case store.TypeDocument:
+		m.Media = sentMedia(wa) // seed 000: the text is the file's name
 	case store.TypeLocation:
 		m.Location = &store.Location{Latitude: *wa.Latitude, Longitude: *wa.Longitude, Name: wa.LocationName, Address: wa.Address}
 	case store.TypeTemplate:
 		m.Text = templateText(wa.TemplateName, wa.TemplateData)
+		m.Template = templateInfo(wa)
 	}
 	if wa.ReplyTo != "" {
 		m.ReplyTo = &store.ReplyRef{ExternalID: wa.ReplyTo}

@@ -86,9 +86,9 @@ type cmMediaContent struct {
 // file name, whose extension then gives the mime type before the URL's.
 func cmMedia(u, shown string, isFile bool) cmMediaContent {
 	base := urlBase(u)
-	mt := typeByExt(path.Ext(base))
+	mt := typeByExt(extOf(base))
 	if isFile {
-		if t := typeByExt(path.Ext(shown)); t != octetStream {
+		if t := typeByExt(extOf(shown)); t != octetStream {
 			mt = t
 		}
 	}
@@ -96,6 +96,16 @@ func cmMedia(u, shown string, isFile bool) cmMediaContent {
 		shown = base
 	}
 	return cmMediaContent{MediaName: shown, MediaURI: u, MimeType: mt}
+}
+
+// extOf is a file name's extension (".pdf"), "" when it has none that
+// looks like one.
+func extOf(name string) string {
+	e := path.Ext(name)
+	if len(e) < 2 || len(e) > 6 || strings.ContainsAny(e, " /\\") {
+		return ""
+	}
+	return e
 }
 
 // urlBase is the last element of a URL's path ("" for a bare host).

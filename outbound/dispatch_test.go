@@ -79,7 +79,25 @@ func TestPayloads(t *testing.T) {
 			require.Equal(t, c.Type, m.Type)
 			require.Equal(t, business, m.From)
 			require.Equal(t, "41793026727", m.To)
-			require.Nil(t, m.Media, "outbound media URLs are the provider's to fetch")
+			// What was sent stays visible: the media's source URL (issue
+			// 12), kept on the message; no media record, so nothing is
+			// fetched (it is the provider's to fetch).
+			var wa struct {
+				ImageURL, FileURL, AudioURL, VideoURL string
+			}
+			require.NoError(t, json.Unmarshal(c.Infobip, &struct {
+				WhatsApp any `json:"whatsApp"`
+			}{&wa}))
+			if u := wa.ImageURL + wa.FileURL + wa.AudioURL + wa.VideoURL; u != "" {
+				require.NotNil(t, m.Media)
+				require.Equal(t, u, m.Media.SourceURL)
+				require.Empty(t, m.Media.ID)
+			} else {
+				require.Nil(t, m.Media)
+			}
+			st, err := e.st.Stats()
+			require.NoError(t, err)
+			require.Zero(t, st.MediaPending, "outbound media URLs are not fetched")
 			require.Equal(t, []string{"ib-" + id}, m.Aliases)
 			// The provider's id now finds the message, for its reports.
 			require.Equal(t, m.ID, e.message("ib-"+id).ID)

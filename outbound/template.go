@@ -112,6 +112,15 @@ func (a *API) serveTemplate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if wa, _, err := normalizeWhatsApp(m.Outbound.WhatsApp); err == nil {
+		m.Template = templateInfo(wa)
+		if h := m.Template.Header; h != nil && m.Outbound.HeaderMedia != "" {
+			// Agents see the hosted header through their own route, not
+			// the public capability URL the provider was given.
+			h.MediaID, h.MediaURL = m.Outbound.HeaderMedia, "/media/"+m.Outbound.HeaderMedia
+			h.FileName = header.fileName
+		}
+	}
 	if _, err := a.d.Store.QueueOutbound(r.Context(), []*store.Message{m}, store.QueueOptions{}); err != nil {
 		if m.Outbound.HeaderMedia != "" {
 			// No message will ever use the hosted header: take it down.

@@ -21,6 +21,13 @@ func (t *Tx) createMedia(m *Message) error {
 	if m.Media == nil {
 		return nil
 	}
+	if m.Direction == Outbound && m.Media.ID == "" {
+		// What we sent by URL is the provider's to fetch: the message
+		// keeps the link, and no record is made that the fetcher would
+		// download (with provider credentials, from a host of CTLive's).
+		m.Media = &Media{SourceURL: m.Media.SourceURL, ContentType: m.Media.ContentType, FileName: m.Media.FileName}
+		return nil
+	}
 	md := *m.Media
 	if md.ID == "" {
 		md.ID = t.s.NewID()

@@ -195,6 +195,8 @@ type Message struct {
 	Timeline       []Event         `json:"timeline,omitempty"`
 	Deleted        bool            `json:"deleted,omitempty"`
 	Error          string          `json:"error,omitempty"`
+	// Template is what an outbound template carried, for agents to see.
+	Template *Template `json:"template,omitempty"`
 
 	// ---- internal ----
 
@@ -231,6 +233,38 @@ type OutboundSpec struct {
 	HeaderMedia  string   `json:"headerMedia,omitempty"` // media id hosted for the provider
 	// ReplyToExternal is the inbound message this answers (CM context).
 	ReplyToExternal string `json:"replyToExternal,omitempty"`
+}
+
+// Template is an outbound WhatsApp template as it was sent: its name and
+// language and the values filled into it.
+type Template struct {
+	Name     string          `json:"name"`
+	Language string          `json:"language,omitempty"`
+	Header   *TemplateHeader `json:"header,omitempty"`
+	// BodyParameters fill the body's {{1}}, {{2}}, … in order.
+	BodyParameters []string         `json:"bodyParameters,omitempty"`
+	Buttons        []TemplateButton `json:"buttons,omitempty"`
+}
+
+// TemplateHeader is a template's header: a text parameter, a media file or
+// a location.
+type TemplateHeader struct {
+	Type       string   `json:"type"` // text image video document location
+	Parameters []string `json:"parameters,omitempty"`
+	// MediaURL is the file the provider was given; for a header imchannel
+	// hosts (seed 001's base64 header) it is the agents' /media/{id}.
+	MediaURL  string   `json:"mediaUrl,omitempty"`
+	MediaID   string   `json:"mediaId,omitempty"`
+	FileName  string   `json:"fileName,omitempty"`
+	Latitude  *float64 `json:"latitude,omitempty"`
+	Longitude *float64 `json:"longitude,omitempty"`
+}
+
+// TemplateButton is the value one button was sent with.
+type TemplateButton struct {
+	Index     int    `json:"index"`
+	Type      string `json:"type"` // url quick_reply
+	Parameter string `json:"parameter"`
 }
 
 // Report is a delivery or seen report for an outbound message, named by an

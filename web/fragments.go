@@ -101,6 +101,10 @@ func viewKey(seed maphash.Seed, v *msgView) uint64 {
 	for _, r := range v.Reactions {
 		str(r.Emoji, r.Title)
 	}
+	mark(v.Sent != nil)
+	if s := v.Sent; s != nil {
+		sentKey(s, str, flag, num)
+	}
 	mark(v.Media != nil)
 	if m := v.Media; m != nil {
 		str(m.ID, m.URL, m.SourceURL, m.ContentType, m.SniffedType, m.FileName, m.SHA256, m.State, m.Error,

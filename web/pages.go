@@ -331,7 +331,8 @@ type msgView struct {
 	Order                              *orderView
 	FlowJSON                           string
 	Template                           string
-	Note                               string // what a system-type message is
+	Note                               string    // what a system-type message is
+	Sent                               *sentView // what an outbound message carried (sent.go)
 }
 
 type eventView struct {
@@ -420,6 +421,7 @@ func (s *Server) messageViews(msgs []*store.Message, onPage bool) []*msgView {
 		if m.Outbound != nil {
 			v.Template = m.Outbound.TemplateName
 		}
+		applySent(v, m)
 		out[i] = v
 	}
 	return out

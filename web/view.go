@@ -36,20 +36,23 @@ type MessageJSON struct {
 	Timeline       []TimelineJSON   `json:"timeline,omitempty"`
 	Deleted        bool             `json:"deleted,omitempty"`
 	Error          string           `json:"error,omitempty"`
+	// Template is an outbound template's name, language and values.
+	Template *store.Template `json:"template,omitempty"`
 }
 
 // MediaJSON is an attachment: where to get the bytes and in which state
 // the cached copy is. fileName and error are additions to interface.md's
-// example: the document's name and why a fetch failed.
+// example: the document's name and why a fetch failed. Media we sent by
+// URL has no copy here: only sourceUrl (and type, name), no id or state.
 type MediaJSON struct {
-	ID          string `json:"id"`
+	ID          string `json:"id,omitempty"`
 	URL         string `json:"url,omitempty"`
 	SourceURL   string `json:"sourceUrl,omitempty"`
 	ContentType string `json:"contentType,omitempty"`
 	FileName    string `json:"fileName,omitempty"`
 	Size        int64  `json:"size,omitempty"`
 	SHA256      string `json:"sha256,omitempty"`
-	State       string `json:"state"`
+	State       string `json:"state,omitempty"`
 	Error       string `json:"error,omitempty"`
 }
 
@@ -95,7 +98,7 @@ func messageJSON(m *store.Message) MessageJSON {
 		ExternalID: m.ExternalID, From: m.From, To: m.To, ContactName: m.ContactName, Type: m.Type,
 		Text: m.Text, Caption: m.Caption, Location: m.Location, Contacts: m.Contacts, Order: m.Order,
 		ReceivedAt: utcOrZero(m.ReceivedAt), CreatedAt: m.CreatedAt.UTC(), Status: m.Status,
-		Deleted: m.Deleted, Error: m.Error,
+		Deleted: m.Deleted, Error: m.Error, Template: m.Template,
 	}
 	if md := m.Media; md != nil {
 		v.Media = &MediaJSON{ID: md.ID, URL: md.URL, SourceURL: md.SourceURL, ContentType: md.ContentType,
