@@ -62,6 +62,7 @@ func commands() []command {
 		{"check", "verify a database file; exit 0 only if clean", runCheck},
 		{"migrate", "bring a database file to the current schema", runMigrate},
 		{"compact", "write a compacted copy of a database file", runCompact},
+		{"restore", "put a checked backup in place of a stopped service's database", runRestore},
 		{"erase", "erase every message of one customer number (offline)", runErase},
 		{"version", "print the version and the schema version", runVersion},
 	}

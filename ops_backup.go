@@ -200,7 +200,7 @@ func (a *app) backupWorker(ctx context.Context) {
 		case <-t.C:
 		}
 		start := time.Now()
-		path, size, err := backupOnce(ctx, a.store, c.Dir, c.Keep)
+		path, size, err := scheduledBackup(ctx, a.store, c.Dir, c.Keep)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -402,8 +402,9 @@ func TestOpsBackupWorker(t *testing.T) {
 	cancel()
 	<-done
 	names := dirNames(t, dir)
-	require.Len(t, names, 1)
+	require.Len(t, names, 2)
 	require.Regexp(t, `^imchannel-\d{8}T\d{6}Z\.db$`, names[0])
+	require.Equal(t, latestName, names[1], "the worker links the newest backup")
 	require.Contains(t, e.logs.String(), "scheduled backup written")
 }
 

@@ -27,8 +27,9 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "serve [--config FILE] [--addr HOST:PORT] [--db FILE]", stderr)
-	cfgPath := fs.String("config", "", "TOML config file (default: embedded defaults)")
+	fs := newFlags("serve", "serve [--config FILE]... [--addr HOST:PORT] [--db FILE]", stderr)
+	var cfgPaths stringList
+	fs.Var(&cfgPaths, "config", "TOML config file (default: embedded defaults); repeat it to lay an override file over the first, key by key")
 	addr := fs.String("addr", "", "listen address, overrides the config's addr")
 	db := fs.String("db", "", "database file, overrides the config's db")
 	if err := fs.Parse(args); err != nil {
@@ -37,7 +38,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.Load(cfgPaths...)
 	if err != nil {
 		return err
 	}
@@ -68,6 +69,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go sink.flushEvery(flushCtx, 100*time.Millisecond)
 	log := slog.New(sink.handler(newLogger(cfg.Log, sink).Handler()))
 	return serve(ctx, cfg, log)
+}
+
+// stringList is a flag that may be given more than once.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }
 
 // logSink buffers the per-request access lines and writes them out every
