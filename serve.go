@@ -318,6 +318,7 @@ func (a *app) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	if fi, err := os.Stat(a.cfg.DB); err == nil {
 		a.metrics.DBSize.Set(float64(fi.Size()))
 	}
+	a.scrapeOps(r.Context())
 	a.metrics.Handler().ServeHTTP(w, r)
 }
 

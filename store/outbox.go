@@ -352,3 +352,29 @@ func checkOutboxInvariants(tx *bolt.Tx, add addFunc) {
 		return nil
 	})
 }
+
+// OutboxOldest is when the longest-waiting outbound message became due
+// (its Release), zero when none is due. Scheduled messages whose time has
+// not come are not waiting yet. /metrics turns it into an age to alert
+// on; like DueOutbox it reads the whole outbox_state bucket, which is
+// small while the provider keeps up.
+func (s *Store) OutboxOldest(now time.Time) (time.Time, error) {
+	var oldest time.Time
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketOutboxState).ForEach(func(_, v []byte) error {
+			var st OutboxState
+			if err := decode(v, &st); err != nil {
+				return err
+			}
+			r := st.Release
+			if r.IsZero() {
+				r = st.Due
+			}
+			if !r.After(now) && (oldest.IsZero() || r.Before(oldest)) {
+				oldest = r
+			}
+			return nil
+		})
+	})
+	return oldest, err
+}

@@ -237,3 +237,31 @@ func TestTokens(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.True(t, s.TokenValid("tok-2", t0.Add(2*time.Hour)))
 }
+
+// OutboxOldest is the earliest release among waiting messages: scheduled
+// ones count from their time, sent ones stop counting.
+func TestOutboxOldest(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	clk := &obClock{t: t0}
+	s := obOpen(t, filepath.Join(t.TempDir(), "db"), clk)
+	oldest := func(now time.Time) time.Time {
+		t.Helper()
+		o, err := s.OutboxOldest(now)
+		require.NoError(t, err)
+		return o
+	}
+	require.True(t, oldest(t0).IsZero(), "empty outbox")
+
+	later := obQueue(t, s, obMsg("later", "31611111111", t0.Add(time.Hour)))
+	require.True(t, oldest(t0).IsZero(), "a scheduled message is not waiting yet")
+	clk.Set(t0.Add(10 * time.Minute))
+	now := obQueue(t, s, obMsg("now", "31622222222", time.Time{}))
+	require.True(t, oldest(t0.Add(20*time.Minute)).Equal(t0.Add(10*time.Minute)))
+	require.True(t, oldest(t0.Add(2*time.Hour)).Equal(t0.Add(10*time.Minute)))
+
+	require.NoError(t, s.MarkSent(ctx, now[0].MessageID, "", Event{}))
+	require.True(t, oldest(t0.Add(2*time.Hour)).Equal(t0.Add(time.Hour)), "the scheduled one became due at its time")
+	require.NoError(t, s.MarkSent(ctx, later[0].MessageID, "", Event{}))
+	require.True(t, oldest(t0.Add(2*time.Hour)).IsZero())
+}
