@@ -87,18 +87,20 @@ func TestOpsSampleConfig(t *testing.T) {
 }
 
 // TestOpsServiceUnit checks the unit runs the documented command with the
-// hardening the operations guide promises. The dynamic user cannot read
-// /etc/imchannel (root:root, as the README installs it), so the config must
-// reach the service as a credential, not by its path.
+// hardening the operations guide promises. The service's user cannot read
+// /etc/imchannel/imchannel.toml (root:root 0600, as the package installs
+// it), so the config must reach the service as a credential, not by its
+// path.
 func TestOpsServiceUnit(t *testing.T) {
 	raw, err := os.ReadFile("deploy/imchannel.service")
 	require.NoError(t, err)
 	unit := string(raw)
-	require.NotContains(t, unit, "--config /etc/", "the dynamic user cannot read /etc/imchannel")
+	require.NotContains(t, unit, "--config /etc/", "the service's user cannot read /etc/imchannel")
+	require.NotContains(t, unit, "DynamicUser=", "the package makes a system user; a dynamic one would move the state directory")
 	for _, want := range []string{
 		"LoadCredential=imchannel.toml:/etc/imchannel/imchannel.toml\n",
-		"ExecStart=/usr/local/bin/imchannel serve --config ${CREDENTIALS_DIRECTORY}/imchannel.toml\n",
-		"DynamicUser=yes", "StateDirectory=imchannel", "ProtectSystem=strict", "ProtectHome=yes",
+		"ExecStart=/usr/bin/imchannel serve --config ${CREDENTIALS_DIRECTORY}/imchannel.toml\n",
+		"User=imchannel\n", "Group=imchannel\n", "StateDirectory=imchannel", "ProtectSystem=strict", "ProtectHome=yes",
 		"NoNewPrivileges=yes", "PrivateTmp=yes", "RestrictAddressFamilies=", "CapabilityBoundingSet=\n",
 		"ReadWritePaths=/var/lib/imchannel", "KillSignal=SIGTERM", "TimeoutStopSec=",
 	} {
