@@ -369,11 +369,11 @@ func (a *API) omniMessage(wa *whatsApp, raw json.RawMessage, req *sendRequest, b
 	switch m.Type {
 	case store.TypeText:
 		m.Text = wa.text()
-	case store.TypeImage, store.TypeAudio, store.TypeVideo:
+	case store.TypeImage, store.TypeDocument, store.TypeAudio, store.TypeVideo:
+		// A document's text is its file name (seed 000), which is also
+		// its media.fileName, as for inbound documents.
 		m.Caption = wa.text()
 		m.Media = sentMedia(wa)
-	case store.TypeDocument:
-		m.Media = sentMedia(wa) // seed 000: the text is the file's name
 	case store.TypeLocation:
 		m.Location = &store.Location{Latitude: *wa.Latitude, Longitude: *wa.Longitude, Name: wa.LocationName, Address: wa.Address}
 	case store.TypeTemplate:
