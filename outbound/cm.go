@@ -84,12 +84,16 @@ type cmMediaContent struct {
 // cmMedia describes the file at u. shown, when given, is what WhatsApp
 // shows with it: an image's or video's caption, or (isFile) a document's
 // file name, whose extension then gives the mime type before the URL's.
+// CM's WhatsApp fact sheet wants a file name to end in its extension: a
+// document name without one gets the URL's.
 func cmMedia(u, shown string, isFile bool) cmMediaContent {
 	base := urlBase(u)
 	mt := typeByExt(extOf(base))
-	if isFile {
+	if isFile && shown != "" {
 		if t := typeByExt(extOf(shown)); t != octetStream {
 			mt = t
+		} else if e := extOf(base); e != "" && extOf(shown) == "" {
+			shown += e
 		}
 	}
 	if shown == "" {
