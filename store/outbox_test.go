@@ -265,3 +265,25 @@ func TestOutboxOldest(t *testing.T) {
 	require.NoError(t, s.MarkSent(ctx, later[0].MessageID, "", Event{}))
 	require.True(t, oldest(t0.Add(2*time.Hour)).IsZero())
 }
+
+// Readers see where the outbox stands with a message while it holds it:
+// attempts, the last error and the next try; nothing once it is sent.
+func TestMessageCarriesDeliveryWhileQueued(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, Options{})
+	r := queueOne(t, s, outbound("d1", customer, "hello"))
+	m := mustMessage(t, s, r.MessageID)
+	require.NotNil(t, m.Delivery, "a queued message is in the outbox")
+	require.Zero(t, m.Delivery.Attempts)
+
+	next := time.Date(2030, 1, 2, 21, 29, 0, 0, time.UTC)
+	require.NoError(t, s.MarkRetry(ctx, r.MessageID, next, "provider answered 503: busy"))
+	require.NoError(t, s.MarkRetry(ctx, r.MessageID, next, "provider answered 503: still busy"))
+	m = mustMessage(t, s, r.MessageID)
+	require.Equal(t, &Delivery{Attempts: 2, LastError: "provider answered 503: still busy", NextAttemptAt: next}, m.Delivery)
+
+	require.NoError(t, s.MarkSent(ctx, r.MessageID, "prov-1", Event{Status: StatusSent, At: time.Now()}))
+	require.Nil(t, mustMessage(t, s, r.MessageID).Delivery, "sent: the outbox no longer holds it")
+	in := saveOne(t, s, inbound("i1", customer, "hi"))
+	require.Nil(t, mustMessage(t, s, in.MessageID).Delivery)
+}

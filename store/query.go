@@ -44,7 +44,28 @@ func (r readTx) message(id string) (*Message, error) {
 		return nil, err
 	}
 	r.joinMedia(&m)
+	r.joinDelivery(&m)
 	return &m, nil
+}
+
+// joinDelivery adds the outbox's state to an outbound message it holds.
+func (r readTx) joinDelivery(m *Message) {
+	if m.Direction != Outbound {
+		return
+	}
+	b := r.tx.Bucket(bucketOutboxState)
+	if b == nil {
+		return
+	}
+	v := b.Get([]byte(m.ID))
+	if v == nil {
+		return
+	}
+	var st OutboxState
+	if decode(v, &st) != nil {
+		return
+	}
+	m.Delivery = &Delivery{Attempts: st.Attempts, LastError: st.LastError, NextAttemptAt: st.Due.UTC()}
 }
 
 // joinMedia replaces the message's media reference with the current record,

@@ -215,6 +215,17 @@ type Message struct {
 	// Aliases are further external ids (provider message ids) that
 	// reports may use for this message.
 	Aliases []string `json:"aliases,omitempty"`
+	// Delivery is the outbox's state of an outbound message still in it,
+	// joined by readers; it is never stored with the message.
+	Delivery *Delivery `json:"-"`
+}
+
+// Delivery is where the outbox stands with a message: how many attempts
+// failed, why the last one did, and when the next one is due.
+type Delivery struct {
+	Attempts      int
+	LastError     string
+	NextAttemptAt time.Time
 }
 
 // OutboundSpec is an outbound message as CTLive asked for it.

@@ -90,7 +90,12 @@ func viewKey(seed maphash.Seed, v *msgView) uint64 {
 	mark := func(present bool) { flag(present) }
 
 	str(v.ID, v.Direction, v.Type, v.Status, v.Error, v.Text, v.Caption, v.Sender, v.Class, v.ShownISO, v.ShownText,
-		v.MediaKind, v.ContactsJS, v.FlowJSON, v.Template, v.Note)
+		v.MediaKind, v.ContactsJS, v.FlowJSON, v.Template, v.Note, v.NextStep, v.SendAtISO, v.SendAtText)
+	mark(v.Retry != nil)
+	if r := v.Retry; r != nil {
+		num(int64(r.Attempts))
+		str(r.LastError, r.NextISO, r.NextText)
+	}
 	flag(v.Outbound, v.Deleted, v.ErrorMO)
 	str(v.Tick.Symbol, v.Tick.Label, v.Tick.Class)
 	num(int64(len(v.Timeline)))

@@ -333,6 +333,16 @@ type msgView struct {
 	Template                           string
 	Note                               string    // what a system-type message is
 	Sent                               *sentView // what an outbound message carried (sent.go)
+	NextStep                           string    // what an agent can do about a failure
+	Retry                              *retryView
+	SendAtISO, SendAtText              string // a scheduled message's send time
+}
+
+// retryView is an outbound message the outbox is retrying.
+type retryView struct {
+	Attempts          int
+	LastError         string
+	NextISO, NextText string
 }
 
 type eventView struct {
@@ -376,6 +386,16 @@ func newMsgView(m *store.Message) *msgView {
 		v.Note = "The customer opened the chat for the first time (welcome request)."
 	case store.TypeUnsupported:
 		v.Note = "A message of a type imchannel does not show."
+	}
+	if d := m.Delivery; d != nil && d.Attempts > 0 && m.Status != store.StatusFailed {
+		v.Retry = &retryView{Attempts: d.Attempts, LastError: d.LastError,
+			NextISO: d.NextAttemptAt.UTC().Format(time.RFC3339Nano), NextText: fmtTime(d.NextAttemptAt)}
+	}
+	if m.Status == store.StatusScheduled && m.Outbound != nil && !m.Outbound.SendAt.IsZero() {
+		v.SendAtISO, v.SendAtText = m.Outbound.SendAt.UTC().Format(time.RFC3339Nano), fmtTime(m.Outbound.SendAt)
+	}
+	if v.Outbound && m.Status == store.StatusFailed {
+		v.NextStep = nextStep(m.Error)
 	}
 	for _, e := range m.Timeline {
 		v.Timeline = append(v.Timeline, eventView{Status: e.Status, ISO: e.At.UTC().Format(time.RFC3339Nano), Time: fmtTime(e.At),

@@ -598,3 +598,60 @@ func TestOverviewCountsTheConfiguredDay(t *testing.T) {
 		})
 	}
 }
+
+// Our replies show where they really are: retrying (attempts, last error,
+// next try), scheduled (when they go), failed (the reason and what to do),
+// and the API carries the same.
+func TestRepliesShowTheirRealState(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.save(in("wamid.1", customer, "hello"))
+
+	retry := e.queue(out("r1", customer, "retried one"))[0]
+	next := time.Date(2030, 1, 2, 21, 29, 0, 0, time.UTC)
+	for i := 0; i < 6; i++ {
+		require.NoError(t, e.st.MarkRetry(ctx, retry.MessageID, next, "provider answered 503: Service Unavailable"))
+	}
+	later := out("s1", customer, "scheduled one")
+	sendAt := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Second)
+	later.Outbound = &store.OutboundSpec{SendAt: sendAt}
+	sched := e.queue(later)[0]
+	failed := e.queue(out("f1", customer, "failed one"))[0]
+	require.NoError(t, e.st.MarkFailed(ctx, failed.MessageID, "provider answered 400: (#131047) Re-engagement message"))
+
+	_, body := e.get("/conversations/" + retry.ConversationID)
+	require.Contains(t, body, `retrying: attempt 6, last error <span class="reason">provider answered 503: Service Unavailable</span>, next try <time class="when" datetime="2030-01-02T21:29:00Z">`)
+	require.Contains(t, body, `scheduled: goes out at <time class="when" datetime="`+sendAt.Format(time.RFC3339Nano)+`"`)
+	require.Contains(t, body, `<strong>What to do:</strong> outside the 24 h window: send a template`)
+
+	var m MessageJSON
+	e.getJSON("/api/v1/messages/"+retry.MessageID, http.StatusOK, &m)
+	require.Equal(t, &DeliveryJSON{Attempts: 6, LastError: "provider answered 503: Service Unavailable", NextAttemptAt: next}, m.Delivery)
+	var raw map[string]any
+	e.getJSON("/api/v1/messages/"+sched.MessageID, http.StatusOK, &raw)
+	require.Equal(t, sendAt.Format(time.RFC3339), raw["sendAt"])
+	require.Equal(t, "scheduled", raw["status"])
+	require.Contains(t, raw, "delivery", "the outbox holds it")
+	raw = nil
+	e.getJSON("/api/v1/messages/"+failed.MessageID, http.StatusOK, &raw)
+	require.NotContains(t, raw, "delivery", "a failed message has left the outbox")
+	require.NotContains(t, raw, "sendAt")
+}
+
+func TestNextStepForFailureReasons(t *testing.T) {
+	cases := []struct{ reason, want string }{
+		{"provider answered 400: (#131047) Re-engagement message", "outside the 24 h window"},
+		{"customer 31… is outside the 24h0m0s customer-service window", "outside the 24 h window"},
+		{"REJECTED_NOT_ENOUGH_CREDITS: Not enough credits", "out of credit"},
+		{"EC_ACCOUNT_BLOCKED: Account blocked (permanent)", "blocked"},
+		{"provider answered 401: unauthorized", "credentials"},
+		{"(#131026) Message undeliverable", "cannot receive WhatsApp"},
+		{"gave up after 24h0m0s (9 attempts); last error: timeout", "could not be reached"},
+		{"something nobody has seen", "send it again"},
+	}
+	for _, c := range cases {
+		t.Run(c.reason, func(t *testing.T) {
+			require.Contains(t, nextStep(c.reason), c.want)
+		})
+	}
+}

@@ -38,6 +38,16 @@ type MessageJSON struct {
 	Error          string           `json:"error,omitempty"`
 	// Template is an outbound template's name, language and values.
 	Template *store.Template `json:"template,omitempty"`
+	SendAt   time.Time       `json:"sendAt,omitzero"`
+	Delivery *DeliveryJSON   `json:"delivery,omitempty"`
+}
+
+// DeliveryJSON is where the outbox stands with an outbound message, while
+// it holds it: failed attempts so far, the last one's error, the next try.
+type DeliveryJSON struct {
+	Attempts      int       `json:"attempts"`
+	LastError     string    `json:"lastError,omitempty"`
+	NextAttemptAt time.Time `json:"nextAttemptAt,omitzero"`
 }
 
 // MediaJSON is an attachment: where to get the bytes and in which state
@@ -110,6 +120,12 @@ func messageJSON(m *store.Message) MessageJSON {
 	}
 	if m.ReplyTo != nil {
 		v.ReplyTo = &ReplyJSON{ID: m.ReplyTo.ID, ExternalID: m.ReplyTo.ExternalID}
+	}
+	if m.Direction == store.Outbound && m.Outbound != nil {
+		v.SendAt = utcOrZero(m.Outbound.SendAt)
+	}
+	if d := m.Delivery; d != nil {
+		v.Delivery = &DeliveryJSON{Attempts: d.Attempts, LastError: d.LastError, NextAttemptAt: utcOrZero(d.NextAttemptAt)}
 	}
 	for _, r := range m.Reactions {
 		v.Reactions = append(v.Reactions, ReactionJSON{Emoji: r.Emoji, From: r.From, At: r.At.UTC()})

@@ -80,6 +80,10 @@
       var hm = pad(d.getHours()) + ':' + pad(d.getMinutes());
       var inTimeline = t.closest('.timeline');
       t.textContent = inTimeline ? hm + ':' + pad(d.getSeconds()) : hm;
+      if (t.classList.contains('when') && dayStart(d) !== dayStart(new Date())) {
+        // A time away from today (a scheduled send): say the day too.
+        t.textContent = dayLabel(d) + ' ' + hm;
+      }
       if (t.closest('.conv')) {
         // A list row: the time today, else the day.
         t.textContent = dayStart(d) === dayStart(new Date()) ? hm : dayLabel(d);
