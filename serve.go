@@ -54,12 +54,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.CheckExposure(); err != nil {
 		return err
 	}
-	// The service allocates little that lives long; trading some memory
-	// for a quarter of the collector's work is right for a server. GOGC in
-	// the environment still wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
+	setMemoryLimits(cfg.Limits, os.Getenv)
 	sink := newLogSink(stderr)
 	defer sink.Flush()
 	// The flusher outlives the signal: a long shutdown still writes out
@@ -79,6 +74,22 @@ func (l *stringList) String() string { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error {
 	*l = append(*l, v)
 	return nil
+}
+
+// setMemoryLimits applies [limits] memory_bytes as the Go runtime's soft
+// memory limit and the collector's pace. The service allocates little that
+// lives long, so GOGC=400 trades some memory for a quarter of the
+// collector's work; the ceiling bounds that trade: near it the collector
+// runs as often as it must, so a burst of large requests cannot grow the
+// heap to five times what is live. GOGC and GOMEMLIMIT in the environment
+// still win.
+func setMemoryLimits(l config.Limits, getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if getenv("GOMEMLIMIT") == "" && l.MemoryBytes > 0 {
+		debug.SetMemoryLimit(l.MemoryBytes)
+	}
 }
 
 // logSink buffers the per-request access lines and writes them out every
@@ -197,9 +208,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	st := a.store
 	defer st.Close()
-	for _, w := range a.openGroups() {
-		log.Warn("route group has no credentials configured and is open (loopback only)", "group", w)
-	}
+	a.logOpenMode()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -251,6 +260,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// logOpenMode says once, at start, that route groups are open.
+func (a *app) logOpenMode() {
+	if open := a.openGroups(); len(open) > 0 {
+		a.log.Warn("open mode: route groups without credentials answer only requests to a loopback Host, and refuse writes from other origins",
+			"groups", strings.Join(open, "; "))
+	}
 }
 
 func (a *app) openGroups() []string {
@@ -446,6 +463,9 @@ func (a *app) middleware(r *mux.Router) http.Handler {
 				slog.Float64("ms", float64(d.Microseconds())/1000), slog.Int64("bytes", rec.bytes),
 				slog.String("remote", remoteHost(req.RemoteAddr)))
 		}()
+		if httpx.NoBody(rec, req) {
+			return
+		}
 		r.ServeHTTP(rec, req)
 	})
 }

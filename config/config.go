@@ -67,6 +67,9 @@ type Limits struct {
 	IdleTimeout    Duration `toml:"idle_timeout"`
 	HeaderTimeout  Duration `toml:"read_header_timeout"`
 	MaxHeaderBytes int      `toml:"max_header_bytes"`
+	// MemoryBytes is the Go runtime's soft memory limit (GOMEMLIMIT); 0
+	// leaves it unset.
+	MemoryBytes int64 `toml:"memory_bytes"`
 }
 
 // Inbound is what providers present on the webhooks.
@@ -171,6 +174,7 @@ func Default() Config {
 			IdleTimeout:    Duration{120 * time.Second},
 			HeaderTimeout:  Duration{10 * time.Second},
 			MaxHeaderBytes: 64 << 10,
+			MemoryBytes:    512 << 20,
 		},
 		API: API{TokenTTL: Duration{time.Hour}},
 		Provider: Provider{
@@ -277,6 +281,9 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.BodyBytes <= 0 || c.Limits.TemplateBytes <= 0 {
 		return fmt.Errorf("limits.body_bytes and limits.template_bytes must be positive")
+	}
+	if c.Limits.MemoryBytes < 0 || (c.Limits.MemoryBytes > 0 && c.Limits.MemoryBytes < 64<<20) {
+		return fmt.Errorf("limits.memory_bytes must be 0 (no limit) or at least 64 MiB (67108864)")
 	}
 	if c.Media.MaxBytes <= 0 {
 		return fmt.Errorf("media.max_bytes must be positive")

@@ -90,6 +90,8 @@ type options struct {
 	readTimeout   string
 	bodyBytes     int64
 	extra         string // appended TOML
+	// open leaves out every credential: open mode, loopback only.
+	open bool
 }
 
 func (o options) toml(publicURL string) string {
@@ -116,9 +118,11 @@ func (o options) toml(publicURL string) string {
 	fmt.Fprintf(&b, "public_url = %q\n", publicURL)
 	fmt.Fprintf(&b, "[log]\nlevel = \"info\"\nformat = \"text\"\n")
 	fmt.Fprintf(&b, "[limits]\nbody_bytes = %d\nread_header_timeout = %q\nread_timeout = %q\nwrite_timeout = \"30s\"\nidle_timeout = \"5s\"\nmax_header_bytes = 16384\n", body, ht, rt)
-	fmt.Fprintf(&b, "[inbound]\nbasic_user = %q\nbasic_password = %q\n", inboundUser, inboundPass)
-	fmt.Fprintf(&b, "[api]\nbearer_token = %q\napp_key = %q\napp_secret = %q\n", apiBearer, apiAppKey, apiSecret)
-	fmt.Fprintf(&b, "[[agents]]\nuser = %q\npassword = %q\n", agentUser, agentPass)
+	if !o.open {
+		fmt.Fprintf(&b, "[inbound]\nbasic_user = %q\nbasic_password = %q\n", inboundUser, inboundPass)
+		fmt.Fprintf(&b, "[api]\nbearer_token = %q\napp_key = %q\napp_secret = %q\n", apiBearer, apiAppKey, apiSecret)
+		fmt.Fprintf(&b, "[[agents]]\nuser = %q\npassword = %q\n", agentUser, agentPass)
+	}
 	fmt.Fprintf(&b, "[provider]\nkind = %q\nurl = %q\nbasic_user = \"pu\"\nbasic_password = \"pp\"\nscenario_key = \"SCENARIO1\"\nproduct_token = \"tok\"\nfrom = \"31100000000\"\ntimeout = \"500ms\"\nrate_per_second = 0\ndefault_number = \"31100000000\"\n", kind, purl)
 	fmt.Fprintf(&b, "[outbox]\nmin_backoff = \"50ms\"\nmax_backoff = \"300ms\"\ncheck_window = false\n")
 	fmt.Fprintf(&b, "[media]\nallow_private_hosts = %v\nconnect_timeout = \"1s\"\nfetch_timeout = \"2s\"\nretry_for = \"2s\"\nmax_backoff = \"200ms\"\n", o.allowPrivate)
@@ -326,6 +330,10 @@ func (s *svc) try(ctx context.Context, method, path string, a auth, body []byte,
 	}
 	a.apply(req)
 	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v // Go sends req.Host, not a Host header
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := client.Do(req)

@@ -63,6 +63,8 @@ func hostileBodies() []hostileBody {
 		{name: "duplicate keys", body: []byte(`{"results":[],"results":[{"messageId":"dup"}],"results":null}`)},
 		{name: "form content type", body: []byte("results=1&messageId=2"), contentType: "application/x-www-form-urlencoded"},
 		{name: "multipart content type", body: []byte("--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--x--\r\n"), contentType: "multipart/form-data; boundary=x"},
+		{name: "year-0 sendAt", body: []byte(`{"destinations":[{"messageId":"y0","to":{"phoneNumber":"41793026727"}}],"whatsApp":{"text":"x"},"sendAt":"0000-01-01T00:30:00+01:00"}`)},
+		{name: "case-twin keys", body: []byte(`{"results":[],"destinations":[{"messageId":"tw","to":{"phoneNumber":"41793026727"}}],"whatsApp":{"imageUrl":"https://x.example/p.exe","imageurl":"https://x.example/ok.png"},"customerPhoneNumber":"1","CustomerPhoneNumber":"2","app_key":"a","APP_KEY":"b"}`), maybe2xx: true},
 		{name: "xml", body: []byte(`<?xml version="1.0"?><results><messageId>x</messageId></results>`), contentType: "application/xml"},
 	}
 }

@@ -90,6 +90,9 @@ func Errorf(kind error, format string, args ...any) error { return store.Errorf(
 // ReadBody reads at most limit bytes of r's body; a longer body is a
 // TooLarge error, invalid UTF-8 is Invalid.
 func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if err := DeclaredTooLarge(w, r, limit); err != nil {
+		return nil, err
+	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	b, err := io.ReadAll(body)
 	if err != nil {
@@ -273,10 +276,11 @@ func (v *Verifier) OK(r *http.Request) bool {
 
 // RequireBasic wraps h so that it runs only for requests with one of creds.
 // With no creds configured the group is open (loopback-only; serve refuses
-// other addresses), which is how `go run . serve` works out of the box.
+// other addresses, and OpenGuard refuses other Host names and origins),
+// which is how `go run . serve` works out of the box.
 func RequireBasic(creds []Credential, h http.Handler) http.Handler {
 	if len(creds) == 0 {
-		return h
+		return OpenGuard(h)
 	}
 	v := NewVerifier(creds)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

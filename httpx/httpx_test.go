@@ -120,7 +120,9 @@ func TestRequireBasic(t *testing.T) {
 	// No credentials configured: the group is open (serve allows that on
 	// loopback only).
 	rec = httptest.NewRecorder()
-	RequireBasic(nil, ok).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	req = httptest.NewRequest("GET", "/", nil)
+	req.Host = "127.0.0.1:8080"
+	RequireBasic(nil, ok).ServeHTTP(rec, req)
 	require.Equal(t, 204, rec.Code)
 }
 

@@ -72,12 +72,37 @@ func NewAPI(d Deps) *API {
 
 // Register mounts the send API, the token endpoint and the template endpoint.
 func (a *API) Register(r *mux.Router) {
-	send := a.requireAPI(http.HandlerFunc(a.serveSend), false)
+	// Each route refuses a declared body over its limit before anything
+	// else, and checks credentials before reading the body. tokenByAkSk
+	// answers before it knows the caller, so it takes only a small body.
+	lim := a.d.Config.Limits
+	send := a.limit(lim.BodyBytes, a.requireAPI(http.HandlerFunc(a.serveSend), false), false)
 	r.Handle("/omni/1/advanced", send).Methods(http.MethodPost)
 	r.Handle("/apiaccess/rest/ccmessaging/omni/1/advanced", send).Methods(http.MethodPost)
-	r.HandleFunc("/apigovernance/api/oauth/tokenByAkSk", a.serveToken).Methods(http.MethodPost)
+	token := http.Handler(http.HandlerFunc(a.serveToken))
+	if !a.d.Config.HasAPIAuth() {
+		token = httpx.OpenGuard(token)
+	}
+	r.Handle("/apigovernance/api/oauth/tokenByAkSk", a.limit(httpx.SmallBody, token, false)).Methods(http.MethodPost)
 	r.Handle("/livechat/{domain}/sendExternalTemplateMessageToCtlivesocial",
-		a.requireAPI(http.HandlerFunc(a.serveTemplate), true)).Methods(http.MethodPost)
+		a.limit(lim.TemplateBytes, a.requireAPI(http.HandlerFunc(a.serveTemplate), true), true)).Methods(http.MethodPost)
+}
+
+// limit refuses a declared body over limit before h runs, unread, and
+// counts the refusal; the template endpoint answers in seed 001's shape.
+func (a *API) limit(limit int64, h http.Handler, template bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := httpx.DeclaredTooLarge(w, r, limit); err != nil {
+			if template {
+				a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "too_large").Inc()
+				templateFail(w, http.StatusRequestEntityTooLarge, err.Error())
+				return
+			}
+			a.reject(w, r, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // ---- authentication ----
@@ -113,6 +138,9 @@ func (a *API) authorized(r *http.Request) bool {
 // template endpoint's answer also carries "result": false (seed 001).
 func (a *API) requireAPI(h http.Handler, template bool) http.Handler {
 	const msg = "missing or wrong credentials: send Authorization: Bearer <token> with x-app-key, or HTTP Basic with the app key and secret"
+	if !a.d.Config.HasAPIAuth() {
+		return httpx.OpenGuard(h)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.authorized(r) {
 			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "auth").Inc()
@@ -145,7 +173,7 @@ type tokenResponse struct {
 // restart and expires there.
 func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
 	var req tokenRequest
-	if err := httpx.DecodeJSON(w, r, a.d.Config.Limits.BodyBytes, &req); err != nil {
+	if err := decodeChecked(w, r, httpx.SmallBody, &req); err != nil {
 		httpx.WriteError(w, r, a.log, err)
 		return
 	}
@@ -235,7 +263,7 @@ const (
 
 func (a *API) serveSend(w http.ResponseWriter, r *http.Request) {
 	var req sendRequest
-	if err := httpx.DecodeJSON(w, r, a.d.Config.Limits.BodyBytes, &req); err != nil {
+	if err := decodeChecked(w, r, a.d.Config.Limits.BodyBytes, &req); err != nil {
 		a.reject(w, r, err)
 		return
 	}
@@ -268,6 +296,20 @@ func (a *API) serveSend(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, resp)
+}
+
+// decodeChecked reads a bounded JSON body into v and refuses it when an
+// object at any depth holds keys that differ only in case (httpx.CheckKeys):
+// what is validated is then what is forwarded.
+func decodeChecked(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	b, err := httpx.ReadBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	if err := httpx.Unmarshal(b, v); err != nil {
+		return err
+	}
+	return httpx.CheckKeys(b)
 }
 
 func (a *API) reject(w http.ResponseWriter, r *http.Request, err error) {
@@ -310,15 +352,10 @@ func (a *API) buildSend(req *sendRequest) ([]*store.Message, error) {
 	if err := wa.validate(); err != nil {
 		return nil, err
 	}
-	now := a.d.Now()
 	var sendAt time.Time
 	if req.SendAt != "" {
-		sendAt, err = parseTime(req.SendAt)
-		if err != nil {
-			return nil, fmt.Errorf("sendAt %q: %v", req.SendAt, err)
-		}
-		if sendAt.Sub(now) > maxSchedule {
-			return nil, fmt.Errorf("sendAt %s is more than 180 days ahead", req.SendAt)
+		if sendAt, err = a.acceptTime("sendAt", req.SendAt); err != nil {
+			return nil, err
 		}
 	}
 	business, err := a.businessNumber(req.ScenarioKey)
@@ -435,6 +472,28 @@ func internationalNumber(s string) (string, error) {
 		return "", fmt.Errorf("%q must have 7 to 15 digits in international format", s)
 	}
 	return d, nil
+}
+
+// Times the API accepts lie between earliestTime and maxSchedule ahead:
+// nothing we send was scheduled before 2000, and a year the store's RFC
+// 3339 encoding cannot write (year 0 with a positive offset is year -1 in
+// UTC) must be a 400, not a failed write.
+var earliestTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// acceptTime is the one way a time enters through the API: parsed, then
+// range-checked, with errors naming field.
+func (a *API) acceptTime(field, s string) (time.Time, error) {
+	t, err := parseTime(s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s %q: %v", field, s, err)
+	}
+	if t.Before(earliestTime) {
+		return time.Time{}, fmt.Errorf("%s %q is out of range: before %s", field, s, earliestTime.Format("2006-01-02"))
+	}
+	if t.After(a.d.Now().Add(maxSchedule)) {
+		return time.Time{}, fmt.Errorf("%s %q is out of range: more than 180 days ahead", field, s)
+	}
+	return t, nil
 }
 
 // parseTime reads the timestamps CTLive and Infobip write.

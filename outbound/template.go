@@ -79,6 +79,10 @@ func (a *API) serveTemplate(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	if err := httpx.CheckKeys(body); err != nil {
+		fail(err)
+		return
+	}
 	for _, k := range requiredTemplateKeys {
 		v, ok := keys[k]
 		if !ok {

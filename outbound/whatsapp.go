@@ -95,7 +95,15 @@ func normalizeWhatsApp(raw json.RawMessage) (*whatsApp, json.RawMessage, error) 
 		}
 		return nil, nil, fmt.Errorf("whatsApp: %v", err)
 	}
-	return &w, b, nil
+	// What is kept for dispatch is the typed value itself, re-encoded: the
+	// object that is validated is exactly the one forwarded, at every
+	// level, and keys it does not define (or spells in another case) cannot
+	// ride along unchecked.
+	out, err := json.Marshal(&w)
+	if err != nil {
+		return nil, nil, fmt.Errorf("whatsApp: %v", err)
+	}
+	return &w, out, nil
 }
 
 // validate applies seed 002's rules; errors name the field.

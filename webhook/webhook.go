@@ -86,15 +86,25 @@ func (h *Handler) Register(r *mux.Router) {
 // protect runs next only for requests carrying one of the [inbound]
 // credentials (open when none are configured, like httpx.RequireBasic) and
 // counts refusals under route.
+// A declared body over the limit is refused first, unread.
 func (h *Handler) protect(route string, next http.Handler) http.Handler {
 	if len(h.d.Creds) == 0 {
-		return next
+		next = httpx.OpenGuard(next)
+	} else {
+		v := httpx.NewVerifier(h.d.Creds)
+		authed := next
+		next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !v.OK(r) {
+				h.reject(route, "unauthorized")
+				httpx.Unauthorized(w)
+				return
+			}
+			authed.ServeHTTP(w, r)
+		})
 	}
-	v := httpx.NewVerifier(h.d.Creds)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !v.OK(r) {
-			h.reject(route, "unauthorized")
-			httpx.Unauthorized(w)
+		if err := httpx.DeclaredTooLarge(w, r, h.d.BodyLimit); err != nil {
+			h.fail(w, r, route, err)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestBodiesNotReadBeforeAuth (issue 13 item 1): on every route that takes
+// a body, a client without credentials that declares a large body and
+// holds it back is answered at once, without the service reading (and
+// holding) that body: 401 where credentials are needed, 413 on
+// tokenByAkSk, which answers before it knows the caller.
+func TestBodiesNotReadBeforeAuth(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, writeConfig(t, dir, options{}), dir+"/body.db")
+	s.healthy(t)
+	routes := postRoutes()
+	tried := 0
+	for _, rt := range routes {
+		want := "401"
+		if rt.role == authNone {
+			want = "413"
+		}
+		for _, length := range []int{1<<20 - 20, 64 << 20} {
+			conn, err := net.Dial("tcp", s.addr)
+			require.NoError(t, err)
+			_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"a\":", rt.path, s.addr, length)
+			require.NoError(t, err)
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+			buf := make([]byte, 256)
+			n, err := conn.Read(buf)
+			require.NoError(t, err, "%s with %d bytes declared: no answer while the body is held back", rt.path, length)
+			got := string(buf[:n])
+			// Over the route's own limit, 413 may come first: neither reads.
+			ok := strings.HasPrefix(got, "HTTP/1.1 "+want) || (length > 32<<20 && strings.HasPrefix(got, "HTTP/1.1 413"))
+			require.True(t, ok, "%s with %d bytes declared: %s", rt.path, length, got)
+			_ = conn.Close()
+			tried++
+		}
+	}
+	// With credentials, a declared body over the route's limit is refused
+	// unread too.
+	for _, rt := range routes {
+		if rt.role == authNone {
+			continue
+		}
+		conn, err := net.Dial("tcp", s.addr)
+		require.NoError(t, err)
+		hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", rt.path, s.addr, 64<<20)
+		switch rt.role {
+		case authInbound:
+			hdr += "Authorization: " + basic(inboundUser, inboundPass) + "\r\n"
+		case authAPI:
+			hdr += "Authorization: Bearer " + apiBearer + "\r\nx-app-key: " + apiAppKey + "\r\n"
+		}
+		_, err = io.WriteString(conn, hdr+"\r\n{")
+		require.NoError(t, err)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		require.NoError(t, err, "%s: no answer", rt.path)
+		require.True(t, strings.HasPrefix(string(buf[:n]), "HTTP/1.1 413"), "%s: %s", rt.path, buf[:n])
+		_ = conn.Close()
+		tried++
+	}
+	t.Logf("%d held-back bodies answered without reading", tried)
+	s.healthy(t)
+}
+
+// TestOpenModeRebinding (issue 13 item 5): with no credentials at all, every
+// route but /healthz refuses a request addressed to another Host (a DNS
+// rebinding page), and every write refuses a foreign Origin. 127.0.0.1 and
+// localhost keep working.
+func TestOpenModeRebinding(t *testing.T) {
+	dir := t.TempDir()
+	db := dir + "/open.db"
+	s := start(t, writeConfig(t, dir, options{open: true}), db)
+	s.healthy(t)
+	require.Contains(t, s.logs.String(), "open mode")
+
+	code, body := s.do(t, "POST", "/imchannel/message", authNone, infobipInbound("open-1", secretNumber, secretText), nil)
+	require.Equal(t, 200, code, "%s", body)
+	routes := append(allRoutes("x", "x", "x"), route{"POST", "/apigovernance/api/oauth/tokenByAkSk", authNone, []byte(`{"app_key":"a","app_secret":"b"}`)})
+	for _, rt := range routes {
+		if rt.path == "/events" {
+			continue // SSE stays open on success; covered by its own route group
+		}
+		for _, host := range []string{"attacker.example", "attacker.example:" + strings.Split(s.addr, ":")[1], "192.168.1.1", "localhost.attacker.example"} {
+			code, body := s.do(t, rt.method, rt.path, authNone, rt.body, map[string]string{"Host": host})
+			require.Equal(t, 421, code, "%s %s with Host %s: %s", rt.method, rt.path, host, body)
+			require.NotContains(t, string(body), secretText)
+			require.NotContains(t, string(body), secretNumber)
+		}
+		if rt.method != "GET" {
+			for _, origin := range []string{"http://attacker.example", "null", "http://127.0.0.1:1"} {
+				code, body := s.do(t, rt.method, rt.path, authNone, rt.body, map[string]string{"Origin": origin})
+				require.Equal(t, 403, code, "%s %s from Origin %s: %s", rt.method, rt.path, origin, body)
+			}
+		}
+	}
+	code, _ = s.do(t, "GET", "/healthz", authNone, nil, map[string]string{"Host": "attacker.example"})
+	require.Equal(t, 200, code, "/healthz holds no data")
+	code, _ = s.do(t, "GET", "/api/v1/conversations", authNone, nil, map[string]string{"Host": "localhost"})
+	require.Equal(t, 200, code)
+	code, body = s.do(t, "GET", "/api/v1/messages?externalId=open-1", authNone, nil, nil)
+	require.Equal(t, 200, code)
+	require.Contains(t, string(body), secretText, "nothing was erased by the refused DELETEs")
+	s.stop(t)
+	check(t, db)
+}
