@@ -111,6 +111,9 @@ type Provider struct {
 	DefaultNumber string `toml:"default_number"`
 	// Numbers maps a scenarioKey to its business number.
 	Numbers map[string]string `toml:"numbers"`
+	// MediaHosts are origins ("https://host[:port]" or a host name) besides
+	// url's own that serve the provider's media and may receive its login.
+	MediaHosts []string `toml:"media_hosts"`
 }
 
 // Outbox tunes delivery.
@@ -182,6 +185,7 @@ func Default() Config {
 			URL:           "http://127.0.0.1:9000/omni/1/advanced",
 			Timeout:       Duration{30 * time.Second},
 			RatePerSecond: 50,
+			MediaHosts:    []string{},
 		},
 		Outbox: Outbox{
 			Workers:     4,
@@ -266,6 +270,15 @@ func (c Config) Validate() error {
 	if c.Provider.URL != "" {
 		if u, err := url.Parse(c.Provider.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 			return fmt.Errorf("provider.url %q must be an http(s) URL", c.Provider.URL)
+		}
+	}
+	for _, h := range c.Provider.MediaHosts {
+		s := strings.TrimSpace(h)
+		if !strings.Contains(s, "://") {
+			s = "https://" + s
+		}
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("provider.media_hosts: %q must be an origin like https://media.example:443 or a host name", h)
 		}
 	}
 	if c.Provider.RatePerSecond < 0 {

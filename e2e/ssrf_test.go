@@ -48,15 +48,17 @@ func (o *countingOrigin) port() string {
 // publicLocalAddr finds an address of this machine that the media
 // fetcher's policy treats as public (not loopback, private, link-local or
 // otherwise reserved), so a redirect from a "public" host to a private
-// one can be tried for real. Most CI machines have none; the sandbox this
-// was written in has 192.0.2.2.
+// one can be tried for real. Most CI machines have none (the sandbox this
+// was written in has 192.0.2.2, which is documentation space, blocked).
 func publicLocalAddr() (netip.Addr, bool) {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return netip.Addr{}, false
 	}
 	blocked := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("100.64.0.0/10"),
-		netip.MustParsePrefix("192.0.0.0/24"), netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("240.0.0.0/4")}
+		netip.MustParsePrefix("192.0.0.0/24"), netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("240.0.0.0/4"),
+		netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24"),
+		netip.MustParsePrefix("192.88.99.0/24")}
 	for _, a := range addrs {
 		pfx, err := netip.ParsePrefix(a.String())
 		if err != nil {
@@ -97,6 +99,9 @@ func TestSSRF(t *testing.T) {
 		"loopback short form":    "http://127.1:" + port + "/b.png",
 		"unspecified":            "http://0.0.0.0:" + port + "/c.png",
 		"ipv4-mapped ipv6":       "http://[::ffff:127.0.0.1]:" + port + "/d.png",
+		"ipv4-compatible ipv6":   "http://[::127.0.0.1]:" + port + "/d2.png",
+		"teredo":                 "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]:" + port + "/d3.png",
+		"documentation v4":       "http://203.0.113.7:" + port + "/d4.png",
 		"localhost name":         "http://localhost:" + port + "/e.png",
 		"metadata":               "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
 		"private 10/8":           "http://10.0.0.1:" + port + "/f.png",

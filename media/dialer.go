@@ -18,7 +18,13 @@ type BlockedError struct{ Reason string }
 
 func (e *BlockedError) Error() string { return "refused: " + e.Reason }
 
-// blockedPrefixes are the non-public ranges net/netip has no predicate for.
+// blockedPrefixes are the non-public ranges net/netip has no predicate
+// for. Audited (2026-12) against IANA's IPv4 and IPv6 Special-Purpose
+// Address Registries: every entry that is not globally reachable is here
+// or caught by a netip predicate in blockedReason, and so is every range
+// that embeds an IPv4 address (a way to reach a private v4 host by a v6
+// name). Reachable anycast entries (AS112, AMT, PCP/TURN anycast) are not
+// media hosts either, but are left to the global rule below.
 var blockedPrefixes = []struct {
 	p    netip.Prefix
 	name string
@@ -26,13 +32,29 @@ var blockedPrefixes = []struct {
 	{netip.MustParsePrefix("0.0.0.0/8"), "\"this network\""},
 	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space (carrier NAT, some cloud metadata)"},
 	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "documentation (TEST-NET-1)"},
+	{netip.MustParsePrefix("192.88.99.0/24"), "the deprecated 6to4 relay anycast"},
 	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking"},
+	{netip.MustParsePrefix("198.51.100.0/24"), "documentation (TEST-NET-2)"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "documentation (TEST-NET-3)"},
 	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
+	{netip.MustParsePrefix("::/96"), "IPv4-compatible IPv6 (embeds an IPv4 address)"},
 	{netip.MustParsePrefix("64:ff9b::/96"), "NAT64 (embeds an IPv4 address)"},
 	{netip.MustParsePrefix("64:ff9b:1::/48"), "NAT64 (embeds an IPv4 address)"},
-	{netip.MustParsePrefix("2002::/16"), "6to4 (embeds an IPv4 address)"},
 	{netip.MustParsePrefix("100::/64"), "discard-only"},
+	{netip.MustParsePrefix("100:0:0:1::/64"), "the dummy IPv6 prefix"},
+	{netip.MustParsePrefix("2001::/23"), "IETF protocol assignments (Teredo embeds an IPv4 address; benchmarking; ORCHID)"},
+	{netip.MustParsePrefix("2001:db8::/32"), "documentation"},
+	{netip.MustParsePrefix("2002::/16"), "6to4 (embeds an IPv4 address)"},
+	{netip.MustParsePrefix("3fff::/20"), "documentation"},
+	{netip.MustParsePrefix("5f00::/16"), "segment routing SIDs"},
+	{netip.MustParsePrefix("fec0::/10"), "deprecated site-local"},
 }
+
+// globalUnicast6 is the only IPv6 space allocated for global unicast; any
+// other IPv6 address (IPv4-mapped ones aside, which are checked as IPv4)
+// is reserved, local or special.
+var globalUnicast6 = netip.MustParsePrefix("2000::/3")
 
 // metadataAddrs are cloud instance-metadata endpoints (AWS, GCP, Azure,
 // OpenStack use 169.254.169.254; AWS's IPv6 one is fd00:ec2::254). They are
@@ -65,6 +87,9 @@ func blockedReason(ip netip.Addr) string {
 		if b.p.Contains(ip) {
 			return fmt.Sprintf("address %s is %s", ip, b.name)
 		}
+	}
+	if ip.Is6() && !globalUnicast6.Contains(ip) {
+		return fmt.Sprintf("address %s is outside IPv6 global unicast (2000::/3)", ip)
 	}
 	return ""
 }
@@ -114,8 +139,13 @@ func newClient(cfg Config, policy func(netip.AddrPort) string) *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
+	var rt http.RoundTripper = tr
+	if cfg.BasicUser != "" {
+		rt = &credTransport{rt: tr, user: cfg.BasicUser, password: cfg.BasicPassword,
+			origins: credentialOrigins(cfg), plainLoopback: cfg.AllowPrivateHosts}
+	}
 	return &http.Client{
-		Transport: tr,
+		Transport: rt,
 		Timeout:   cfg.FetchTimeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > cfg.MaxRedirects {

@@ -35,10 +35,13 @@ type Config struct {
 	DeleteAtProvider  bool // DELETE the provider's copy (CM) once cached
 
 	// Credentials for fetching Infobip media: sent as HTTP Basic on media
-	// of Infobip messages when ProviderKind is "infobip".
+	// of Infobip messages when ProviderKind is "infobip", and only to the
+	// origin of ProviderURL and MediaHosts (credentials.go).
 	ProviderKind  string
 	BasicUser     string
 	BasicPassword string
+	ProviderURL   string
+	MediaHosts    []string
 
 	// IdlePoll is the longest the dispatcher sleeps without a change
 	// notification (a safety net for missed notifications).
@@ -60,6 +63,8 @@ func FromConfig(c config.Config) Config {
 		ProviderKind:      c.Provider.Kind,
 		BasicUser:         c.Provider.BasicUser,
 		BasicPassword:     c.Provider.BasicPassword,
+		ProviderURL:       c.Provider.URL,
+		MediaHosts:        c.Provider.MediaHosts,
 	}
 }
 
@@ -349,7 +354,7 @@ func (f *Fetcher) get(ctx context.Context, md *store.Media) ([]byte, string, *ou
 	if err != nil {
 		return nil, "", &outcome{state: store.MediaFailed, reason: fmt.Sprintf("bad URL: %v", err)}
 	}
-	f.authorize(req, md)
+	req = f.authorize(req, md)
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return nil, "", transportOutcome(err)
@@ -382,14 +387,15 @@ func (f *Fetcher) get(ctx context.Context, md *store.Media) ([]byte, string, *ou
 	return data, resp.Header.Get("Content-Type"), nil
 }
 
-// authorize adds provider credentials where the provider hands out media
-// only to its customers: Infobip media URLs take the [provider] Basic
-// credentials when that provider is Infobip. Go's client drops them on a
-// redirect to another host.
-func (f *Fetcher) authorize(req *http.Request, md *store.Media) {
+// authorize marks a fetch that may carry provider credentials: Infobip
+// media URLs take the [provider] Basic credentials when that provider is
+// Infobip. The transport adds them per hop, and only for the provider's
+// own media origins over https (credentials.go).
+func (f *Fetcher) authorize(req *http.Request, md *store.Media) *http.Request {
 	if md.Provider == store.ProviderInfobip && f.cfg.ProviderKind == store.ProviderInfobip && f.cfg.BasicUser != "" {
-		req.SetBasicAuth(f.cfg.BasicUser, f.cfg.BasicPassword)
+		return req.WithContext(withProviderAuth(req.Context()))
 	}
+	return req
 }
 
 // deleteAtProvider removes CM's copy once ours is durable (seed 003: DELETE

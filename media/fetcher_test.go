@@ -360,6 +360,7 @@ func TestFetchProviderCredentialsAndDelete(t *testing.T) {
 	st := openStore(t, tempDB(t))
 	cfg := testConfig()
 	cfg.ProviderKind, cfg.BasicUser, cfg.BasicPassword = "infobip", "ib-user", "ib-pass"
+	cfg.ProviderURL = o.URL + "/omni/1/advanced" // the login goes to the provider's own origin only
 	cfg.DeleteAtProvider = true
 	_, _ = startFetcher(t, st, cfg, nil)
 	_, ibID, _ := saveMedia(t, st, store.ProviderInfobip, "ib", ib)
