@@ -101,8 +101,8 @@ func TestOpsMetricsMove(t *testing.T) {
 }
 
 // TestOpsMetricsREADME keeps the metrics table (docs/operations.md, moved
-// there from the README) honest: after one
-// accepted post, one rejected post and one delivery report, before any
+// there from the README) honest: after one accepted post, one rejected
+// post, one quarantined result and one delivery report, before any
 // send, retry or media fetch, every family the table lists is on /metrics.
 func TestOpsMetricsREADME(t *testing.T) {
 	raw, err := os.ReadFile("docs/operations.md")
@@ -118,6 +118,8 @@ func TestOpsMetricsREADME(t *testing.T) {
 	require.NoError(t, e.postInbound(context.Background(), e.srv.Client(), "m-1", opsCustomerNum1, "one"))
 	status, _ := e.do(t, http.MethodPost, "/imchannel/message", []byte(`{"results": 7}`), asInbound)
 	require.Equal(t, http.StatusBadRequest, status)
+	status, _ = e.do(t, http.MethodPost, "/imchannel/message", []byte(`{"results":[{"what":"is this"}]}`), asInbound)
+	require.Equal(t, http.StatusOK, status, "quarantined")
 	report := []byte(`{"results":[{"messageId":"not-ours","to":"385919998888","doneAt":"2024-03-01T09:00:00.000+0000",
 "status":{"groupName":"DELIVERED","name":"DELIVERED_TO_HANDSET"}}]}`)
 	status, _ = e.do(t, http.MethodPost, "/imchannel/message", report, asInbound)

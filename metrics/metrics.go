@@ -19,6 +19,7 @@ type Metrics struct {
 	InboundDuplicates *prometheus.CounterVec // provider
 	InboundReports    *prometheus.CounterVec // provider, status
 	Rejections        *prometheus.CounterVec // route, reason
+	Quarantined       *prometheus.CounterVec // provider
 
 	OutboxDepth prometheus.Gauge
 	Sends       *prometheus.CounterVec // provider, result (sent, retry, failed)
@@ -50,6 +51,7 @@ func New() *Metrics {
 		InboundDuplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_inbound_duplicates_total", Help: "Resent inbound messages recognised and not stored again, by provider."}, []string{"provider"}),
 		InboundReports:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_inbound_reports_total", Help: "Delivery and seen reports received, by provider and status."}, []string{"provider", "status"}),
 		Rejections:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_rejections_total", Help: "Requests refused, by route and reason."}, []string{"route", "reason"}),
+		Quarantined:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_inbound_quarantined_total", Help: "Provider items that could not be understood, kept raw in the quarantine, by provider."}, []string{"provider"}),
 		OutboxDepth:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_outbox_depth", Help: "Outbound messages waiting for delivery."}),
 		Sends:             prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_sends_total", Help: "Provider send attempts, by provider and result."}, []string{"provider", "result"}),
 		Retries:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_retries_total", Help: "Retries scheduled, by what is retried."}, []string{"what"}),
@@ -65,7 +67,7 @@ func New() *Metrics {
 		Healthy:           prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_healthy", Help: "1 when the database takes writes (the /healthz probe, run at each scrape), else 0."}),
 		HTTPDuration:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imchannel_http_request_duration_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route", "method", "code"}),
 	}
-	r.MustRegister(m.InboundPosts, m.InboundMessages, m.InboundDuplicates, m.InboundReports, m.Rejections,
+	r.MustRegister(m.InboundPosts, m.InboundMessages, m.InboundDuplicates, m.InboundReports, m.Rejections, m.Quarantined,
 		m.OutboxDepth, m.Sends, m.Retries, m.MediaFetches, m.MediaBytes, m.MediaFailures,
 		m.CommitBatchSize, m.CommitDuration, m.DBSize, m.HTTPDuration,
 		m.OutboxOldestAge, m.LastBackup, m.BackupInterval, m.Healthy,

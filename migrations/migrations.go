@@ -27,6 +27,7 @@ var (
 func Steps() []Step {
 	return []Step{
 		{1, "create the conversation, message, index, outbox and media buckets", v1CreateBuckets},
+		{2, "create the quarantine buckets for provider items that could not be understood", v2Quarantine},
 	}
 }
 
@@ -106,6 +107,18 @@ var v1Buckets = []string{
 
 func v1CreateBuckets(tx *bolt.Tx) error {
 	for _, name := range v1Buckets {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// v2Buckets keep provider items that could not be understood (issue 12).
+var v2Buckets = []string{"quarantine", "quarantine_hash"}
+
+func v2Quarantine(tx *bolt.Tx) error {
+	for _, name := range v2Buckets {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

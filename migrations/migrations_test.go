@@ -19,6 +19,16 @@ var stepTests = map[uint64]func(t *testing.T, db *bolt.DB){
 			return nil
 		}))
 	},
+	2: func(t *testing.T, db *bolt.DB) {
+		require.NoError(t, db.View(func(tx *bolt.Tx) error {
+			for _, name := range v2Buckets {
+				require.NotNil(t, tx.Bucket([]byte(name)), "bucket %s", name)
+			}
+			// Schema 1's buckets are still there.
+			require.NotNil(t, tx.Bucket([]byte("messages")))
+			return nil
+		}))
+	},
 }
 
 func openTemp(t *testing.T) *bolt.DB {

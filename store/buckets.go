@@ -11,24 +11,26 @@ import (
 
 // Bucket names (drawn in doc.go). Migrations create them.
 var (
-	bucketMeta         = []byte("meta")
-	bucketCounters     = []byte("counters")
-	bucketConvs        = []byte("conversations")
-	bucketConvKey      = []byte("conv_key")
-	bucketConvActivity = []byte("conv_activity")
-	bucketConvMsgs     = []byte("conv_msgs")
-	bucketMessages     = []byte("messages")
-	bucketExt          = []byte("ext")
-	bucketPending      = []byte("pending")
-	bucketOutbox       = []byte("outbox")
-	bucketOutboxState  = []byte("outbox_state")
-	bucketMedia        = []byte("media")
-	bucketMediaQueue   = []byte("media_queue")
-	bucketMediaToken   = []byte("media_token")
-	bucketBlobs        = []byte("blobs")
-	bucketChunks       = []byte("chunks")
-	bucketTokens       = []byte("tokens")
-	bucketAudit        = []byte("audit")
+	bucketMeta           = []byte("meta")
+	bucketCounters       = []byte("counters")
+	bucketConvs          = []byte("conversations")
+	bucketConvKey        = []byte("conv_key")
+	bucketConvActivity   = []byte("conv_activity")
+	bucketConvMsgs       = []byte("conv_msgs")
+	bucketMessages       = []byte("messages")
+	bucketExt            = []byte("ext")
+	bucketPending        = []byte("pending")
+	bucketOutbox         = []byte("outbox")
+	bucketOutboxState    = []byte("outbox_state")
+	bucketMedia          = []byte("media")
+	bucketMediaQueue     = []byte("media_queue")
+	bucketMediaToken     = []byte("media_token")
+	bucketBlobs          = []byte("blobs")
+	bucketChunks         = []byte("chunks")
+	bucketTokens         = []byte("tokens")
+	bucketAudit          = []byte("audit")
+	bucketQuarantine     = []byte("quarantine")
+	bucketQuarantineHash = []byte("quarantine_hash")
 
 	keyHealth = []byte("health")
 )
@@ -38,6 +40,7 @@ const (
 	counterMessages      = "messages"
 	counterConversations = "conversations"
 	counterFailedSends   = "failed_sends"
+	counterQuarantined   = "quarantined"
 )
 
 // ---- codecs, kept apart from the transaction logic ----

@@ -29,6 +29,7 @@ func Check(db *bolt.DB) []string {
 		checkMessages(tx, add)
 		checkMediaInvariants(tx, add)
 		checkOutboxInvariants(tx, add)
+		checkQuarantine(tx, add)
 		return nil
 	})
 	if err != nil {
@@ -112,7 +113,10 @@ func checkMessages(tx *bolt.Tx, add addFunc) {
 			add("message %s: not in its thread index", m.ID)
 		}
 		msgCount[m.ConversationID]++
-		for _, e := range append([]string{m.ExternalID}, m.Aliases...) {
+		for _, e := range m.ownIDs() {
+			if e == m.ExternalID && m.DedupeID != "" {
+				continue // may name an earlier message with the same reference
+			}
 			if string(ext.Get(extKey(m.Provider, e))) != m.ID {
 				add("message %s: ext index for %s/%s missing or wrong", m.ID, m.Provider, e)
 			}
@@ -185,7 +189,7 @@ func checkMessages(tx *bolt.Tx, add addFunc) {
 		if decode(mv, &m) != nil {
 			return nil // reported above
 		}
-		for _, e := range append([]string{m.ExternalID}, m.Aliases...) {
+		for _, e := range m.ownIDs() {
 			if string(extKey(m.Provider, e)) == string(k) {
 				return nil
 			}

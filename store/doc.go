@@ -1,7 +1,7 @@
 // Package store is imchannel's domain: conversations, messages, status
 // timelines, the outbox and media, persisted in one bbolt file.
 //
-// Bucket tree (schema 1; keys → values, "+" is concatenation, ids are
+// Bucket tree (schema 2; keys → values, "+" is concatenation, ids are
 // 26-character ULID strings, t8 is a big-endian uint64 of unix nanoseconds):
 //
 //	meta/
@@ -10,7 +10,8 @@
 //	  last_backup    → {at, size} JSON last successful backup (audit.go)
 //	counters/
 //	  name           → uint64          messages, conversations, failed_sends,
-//	                                   in:YYYY-MM-DD, out:YYYY-MM-DD, dup:<provider>
+//	                                   in:YYYY-MM-DD, out:YYYY-MM-DD, dup:<provider>,
+//	                                   quarantined
 //	conversations/
 //	  convID         → Conversation JSON
 //	conv_key/
@@ -50,6 +51,11 @@
 //	  sha256(token)  → expiry t8       bearer tokens issued by tokenByAkSk
 //	audit/
 //	  t8+seq         → audit line JSON erasures and other operator actions
+//	quarantine/                        (schema 2)
+//	  ULID           → Quarantined JSON provider items that could not be
+//	                                   understood: raw, reason, route, times
+//	quarantine_hash/
+//	  sha256(route+0x00+raw) → ULID    one entry per distinct item
 //
 // Exported methods own their transaction; unexported helpers take a *Tx.
 // All writes go through Update, which batches concurrent writers into one

@@ -43,7 +43,7 @@ func (t *Tx) removeMessage(m *Message, rm *removal) error {
 		return err
 	}
 	ext := b.Bucket(bucketExt)
-	for _, e := range append([]string{m.ExternalID}, m.Aliases...) {
+	for _, e := range m.ownIDs() {
 		k := extKey(m.Provider, e)
 		if string(ext.Get(k)) == m.ID {
 			if err := ext.Delete(k); err != nil {

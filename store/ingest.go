@@ -7,30 +7,52 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Ingest stores one webhook post: its inbound messages (and reactions and
-// deletions) and its delivery and seen reports, all in ONE transaction, so a
-// post that mixes both is stored whole or not at all. Messages are handled
-// as SaveInbound does, reports as ApplyReports does (parked when their
-// message is not stored yet).
+// Post is one webhook post: the items understood (messages and reports)
+// and those that were not (quarantined raw).
+type Post struct {
+	Messages   []*Message
+	Reports    []Report
+	Quarantine []Quarantined
+}
+
+// PostResult says what became of each item of a Post.
+type PostResult struct {
+	Messages []Result
+	Reports  []ReportResult
+	// QuarantineDups counts quarantined items that were already there.
+	QuarantineDups int
+}
+
+// Ingest stores one webhook post's messages and reports; see IngestPost.
+func (s *Store) Ingest(ctx context.Context, msgs []*Message, reps []Report) ([]Result, []ReportResult, error) {
+	r, err := s.IngestPost(ctx, Post{Messages: msgs, Reports: reps})
+	return r.Messages, r.Reports, err
+}
+
+// IngestPost stores one webhook post: its inbound messages (and reactions
+// and deletions), its delivery and seen reports and its quarantined items,
+// all in ONE transaction, so a post is stored whole or not at all. Messages
+// are handled as SaveInbound does, reports as ApplyReports does (parked
+// when their message is not stored yet).
 //
 // When the post carries only messages and every one of them is already
-// known, nothing needs writing: Ingest answers from a read transaction
+// known, nothing needs writing: it answers from a read transaction
 // without joining the group commit, so a provider resending a batch costs a
 // lookup, not an fsync, unless the snapshot holds a commit not yet
 // confirmed durable. (Those duplicates are therefore not added to the
 // dup:<provider> counter, which counts only duplicates met inside a write.)
-func (s *Store) Ingest(ctx context.Context, msgs []*Message, reps []Report) ([]Result, []ReportResult, error) {
-	if err := validatePost(msgs, reps); err != nil {
-		return nil, nil, err
+func (s *Store) IngestPost(ctx context.Context, p Post) (PostResult, error) {
+	if err := validatePost(p.Messages, p.Reports); err != nil {
+		return PostResult{}, err
 	}
-	if len(reps) == 0 && len(msgs) > 0 {
-		if rs, ok, err := s.allKnown(msgs); err != nil {
-			return nil, nil, err
+	if len(p.Reports) == 0 && len(p.Quarantine) == 0 && len(p.Messages) > 0 {
+		if rs, ok, err := s.allKnown(p.Messages); err != nil {
+			return PostResult{}, err
 		} else if ok {
-			return rs, nil, nil
+			return PostResult{Messages: rs}, nil
 		}
 	}
-	return s.write(ctx, msgs, reps)
+	return s.write(ctx, p)
 }
 
 func validatePost(msgs []*Message, reps []Report) error {
@@ -49,11 +71,11 @@ func validatePost(msgs []*Message, reps []Report) error {
 
 // write stores validated inbound messages and applies reports in one
 // transaction of the group commit.
-func (s *Store) write(ctx context.Context, msgs []*Message, reps []Report) ([]Result, []ReportResult, error) {
-	var results []Result
-	var reports []ReportResult
+func (s *Store) write(ctx context.Context, p Post) (PostResult, error) {
+	var out PostResult
 	err := s.Update(ctx, func(t *Tx) error {
-		results = make([]Result, len(msgs))
+		msgs, reps := p.Messages, p.Reports
+		results := make([]Result, len(msgs))
 		for i, m := range msgs {
 			cp := *m
 			r, err := t.insert(&cp)
@@ -62,7 +84,7 @@ func (s *Store) write(ctx context.Context, msgs []*Message, reps []Report) ([]Re
 			}
 			results[i] = r
 		}
-		reports = make([]ReportResult, len(reps))
+		reports := make([]ReportResult, len(reps))
 		for i, r := range reps {
 			rr, err := t.applyReport(r)
 			if err != nil {
@@ -70,12 +92,23 @@ func (s *Store) write(ctx context.Context, msgs []*Message, reps []Report) ([]Re
 			}
 			reports[i] = rr
 		}
+		dups := 0
+		for i, q := range p.Quarantine {
+			dup, err := t.quarantine(q)
+			if err != nil {
+				return fmt.Errorf("quarantine %d: %w", i, err)
+			}
+			if dup {
+				dups++
+			}
+		}
+		out = PostResult{Messages: results, Reports: reports, QuarantineDups: dups}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return PostResult{}, err
 	}
-	return results, reports, nil
+	return out, nil
 }
 
 func validateReport(r Report) error {
@@ -107,7 +140,7 @@ func (s *Store) allKnown(msgs []*Message) ([]Result, bool, error) {
 		}
 		ext := tx.Bucket(bucketExt)
 		for i, m := range msgs {
-			id := ext.Get(extKey(m.Provider, m.ExternalID))
+			id := ext.Get(extKey(m.Provider, m.dedupeKey()))
 			if id == nil {
 				known = false
 				return nil
@@ -132,6 +165,15 @@ func (t *Tx) applyReport(r Report) (ReportResult, error) {
 		r.At, r.Untimed = t.now, true
 	}
 	id := t.tx.Bucket(bucketExt).Get(extKey(r.Provider, r.ExternalID))
+	if len(id) == 0 && len(r.ExternalID) == 26 {
+		// Our own id, sent as the provider's reference (CM).
+		if m, err := t.getMessage(r.ExternalID); err == nil && m.Direction == Outbound && m.Provider == r.Provider {
+			id = []byte(m.ID)
+		}
+	}
+	if len(id) == 0 && r.IgnoreUnknown {
+		return ReportResult{Ignored: true}, nil
+	}
 	if len(id) == 0 {
 		rc := r
 		if err := t.park(r.Provider, r.ExternalID, Pending{Kind: pendingReport, Report: &rc, At: t.now}); err != nil {

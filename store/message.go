@@ -28,8 +28,8 @@ func (s *Store) SaveInbound(ctx context.Context, msgs []*Message) ([]Result, err
 	if err := validatePost(msgs, nil); err != nil {
 		return nil, err
 	}
-	results, _, err := s.write(ctx, msgs, nil)
-	return results, err
+	r, err := s.write(ctx, Post{Messages: msgs})
+	return r.Messages, err
 }
 
 // QueueOptions tune QueueOutbound.
@@ -210,8 +210,12 @@ func fmtTime(t time.Time) string {
 // is known. It is the single path every message takes into the store.
 func (t *Tx) insert(m *Message) (Result, error) {
 	ext := t.tx.Bucket(bucketExt)
-	key := extKey(m.Provider, m.ExternalID)
-	if id := ext.Get(key); id != nil {
+	key := extKey(m.Provider, m.dedupeKey())
+	id := ext.Get(key)
+	if id == nil && m.DedupeID != "" {
+		id = t.legacyDuplicate(m)
+	}
+	if id != nil {
 		if err := t.addCounter("dup:"+m.Provider, 1); err != nil {
 			return Result{}, err
 		}
@@ -262,6 +266,13 @@ func (t *Tx) insert(m *Message) (Result, error) {
 	}
 	if err := ext.Put(key, []byte(m.ID)); err != nil {
 		return Result{}, err
+	}
+	if m.DedupeID != "" && ext.Get(extKey(m.Provider, m.ExternalID)) == nil {
+		// The first message with this reference: threading and deletions
+		// name it by the reference alone.
+		if err := ext.Put(extKey(m.Provider, m.ExternalID), []byte(m.ID)); err != nil {
+			return Result{}, err
+		}
 	}
 	for _, a := range m.Aliases {
 		if err := ext.Put(extKey(m.Provider, a), []byte(m.ID)); err != nil {
@@ -315,12 +326,42 @@ func (t *Tx) insert(m *Message) (Result, error) {
 	return Result{MessageID: m.ID, ConversationID: c.ID, ExternalID: m.ExternalID, Status: m.Status}, nil
 }
 
+// legacyDuplicate finds a message stored, before content hashes were
+// kept, under m's plain external id with the same content: a provider
+// resending it after an upgrade must not create it twice.
+func (t *Tx) legacyDuplicate(m *Message) []byte {
+	id := t.tx.Bucket(bucketExt).Get(extKey(m.Provider, m.ExternalID))
+	if len(id) == 0 {
+		return nil
+	}
+	prev, err := t.getMessage(string(id))
+	if err != nil || prev.DedupeID != "" {
+		return nil
+	}
+	src := func(x *Message) string {
+		if x.Media == nil {
+			return ""
+		}
+		if x.Media.SourceURL == "" && x.Media.ID != "" {
+			if md, err := t.getMedia(x.Media.ID); err == nil {
+				return md.SourceURL
+			}
+		}
+		return x.Media.SourceURL
+	}
+	if prev.Type == m.Type && prev.Text == m.Text && prev.Caption == m.Caption && src(prev) == src(m) &&
+		NormalizeNumber(prev.From) == NormalizeNumber(m.From) {
+		return id
+	}
+	return nil
+}
+
 // insertAction records a reaction or deletion under its own external id
 // (so a resend is a duplicate) and applies it to its target, or parks it.
 func (t *Tx) insertAction(m *Message) (Result, error) {
 	// A non-nil empty value: bbolt returns nil for a nil value put in the
 	// same transaction, which would hide this id from a writer in the batch.
-	if err := t.tx.Bucket(bucketExt).Put(extKey(m.Provider, m.ExternalID), []byte{}); err != nil {
+	if err := t.tx.Bucket(bucketExt).Put(extKey(m.Provider, m.dedupeKey()), []byte{}); err != nil {
 		return Result{}, err
 	}
 	at := m.ReceivedAt
@@ -508,6 +549,7 @@ func (t *Tx) tombstone(m *Message) error {
 	}
 	m.Text, m.Caption = "", ""
 	m.Location, m.Contacts, m.Interactive, m.Order, m.Raw = nil, nil, nil, nil, nil
+	m.Referral, m.ReferredProduct, m.ProviderData = nil, nil, nil
 	m.Deleted = true
 	m.Status = StatusDeleted
 	if err := t.putMessage(m); err != nil {
@@ -631,8 +673,11 @@ func (t *Tx) applyEvent(m *Message, e Event) error {
 
 // ReportResult says what became of one report.
 type ReportResult struct {
-	MessageID string // empty when parked
+	MessageID string // empty when parked or ignored
 	Parked    bool
+	// Ignored: the report named no stored message and asked not to be
+	// parked (Report.IgnoreUnknown).
+	Ignored bool
 }
 
 // ApplyReports records delivery and seen reports in one transaction. A
@@ -641,8 +686,8 @@ func (s *Store) ApplyReports(ctx context.Context, reps []Report) ([]ReportResult
 	if err := validatePost(nil, reps); err != nil {
 		return nil, err
 	}
-	_, out, err := s.write(ctx, nil, reps)
-	return out, err
+	r, err := s.write(ctx, Post{Reports: reps})
+	return r.Reports, err
 }
 
 // AddEvent appends an event to a message's timeline (the dispatcher's

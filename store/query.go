@@ -91,7 +91,9 @@ func AgentMedia(md *Media) *Media {
 		ID: md.ID, SourceURL: md.SourceURL, ContentType: md.ContentType, SniffedType: md.SniffedType,
 		FileName: md.FileName, Size: md.Size, SHA256: md.SHA256, State: md.State, Error: md.Error,
 	}
-	if md.State != MediaDeleted {
+	// Only cached bytes can be served: a url for pending, failed or
+	// too-large media would answer 404.
+	if md.State == MediaCached {
 		out.URL = "/media/" + md.ID
 	}
 	return out

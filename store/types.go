@@ -158,6 +158,38 @@ type Reaction struct {
 	At         time.Time `json:"at"`
 }
 
+// Referral is where a customer clicked through to WhatsApp from.
+type Referral struct {
+	SourceType   string `json:"sourceType,omitempty"` // AD POST UNKNOWN
+	SourceID     string `json:"sourceId,omitempty"`
+	SourceURL    string `json:"sourceUrl,omitempty"`
+	Headline     string `json:"headline,omitempty"`
+	Body         string `json:"body,omitempty"`
+	MediaType    string `json:"mediaType,omitempty"` // image video
+	MediaURL     string `json:"mediaUrl,omitempty"`
+	ThumbnailURL string `json:"thumbnailUrl,omitempty"`
+	CtwaClickID  string `json:"ctwaClickId,omitempty"`
+}
+
+// ReferredProduct is a catalogue product a message was sent about.
+type ReferredProduct struct {
+	CatalogID         string `json:"catalogId,omitempty"`
+	ProductRetailerID string `json:"productRetailerId,omitempty"`
+}
+
+// Identity is WhatsApp's notice that a customer's identity key changed.
+type Identity struct {
+	Acknowledged bool      `json:"acknowledged"`
+	Hash         string    `json:"hash,omitempty"`
+	CreatedAt    time.Time `json:"createdAt,omitzero"`
+}
+
+// Price is what the provider charged for a message.
+type Price struct {
+	PricePerMessage float64 `json:"pricePerMessage"`
+	Currency        string  `json:"currency,omitempty"`
+}
+
 // Event is one entry of an outbound message's timeline.
 type Event struct {
 	Status      string    `json:"status"`
@@ -166,6 +198,11 @@ type Event struct {
 	Name        string    `json:"name,omitempty"`
 	Description string    `json:"description,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
+	// Action is the provider's advice with the status (Infobip status.action).
+	Action string `json:"action,omitempty"`
+	Price  *Price `json:"price,omitempty"`
+	// Note says what was repaired (an unreadable time replaced).
+	Note string `json:"note,omitempty"`
 }
 
 // Message is one message of a conversation, in either direction. The JSON
@@ -197,6 +234,19 @@ type Message struct {
 	Error          string          `json:"error,omitempty"`
 	// Template is what an outbound template carried, for agents to see.
 	Template *Template `json:"template,omitempty"`
+	// Voice marks a voice note (Infobip VOICE, CM voice): still TypeAudio.
+	Voice bool `json:"voice,omitempty"`
+	// Referral is the ad or post a customer came from (click to WhatsApp).
+	Referral *Referral `json:"referral,omitempty"`
+	// ReferredProduct is the catalogue product a customer asked about.
+	ReferredProduct *ReferredProduct `json:"referredProduct,omitempty"`
+	// Identity says the customer's security code changed.
+	Identity *Identity `json:"identity,omitempty"`
+	// ProviderData keeps every provider field not mapped above, raw.
+	ProviderData json.RawMessage `json:"providerData,omitempty"`
+	// Notes say what was repaired on the way in (an unreadable time
+	// replaced by the arrival time, …).
+	Notes []string `json:"notes,omitempty"`
 
 	// ---- internal ----
 
@@ -218,6 +268,31 @@ type Message struct {
 	// Delivery is the outbox's state of an outbound message still in it,
 	// joined by readers; it is never stored with the message.
 	Delivery *Delivery `json:"-"`
+	// DedupeID, when set, is the idempotency key instead of ExternalID:
+	// CM's reference alone does not name one MO (replies to one message
+	// share it), so CM MOs are keyed on reference + content hash. The
+	// plain ExternalID then names the first message stored with it, for
+	// threading.
+	DedupeID string `json:"dedupeId,omitempty"`
+}
+
+// ownIDs are the external ids whose ext entries belong to m (ExternalID
+// only if no earlier message took it first, see DedupeID).
+func (m *Message) ownIDs() []string {
+	ids := make([]string, 0, 2+len(m.Aliases))
+	if m.DedupeID != "" {
+		ids = append(ids, m.DedupeID)
+	}
+	ids = append(ids, m.ExternalID)
+	return append(ids, m.Aliases...)
+}
+
+// dedupeKey is the external id a resend of m is recognised by.
+func (m *Message) dedupeKey() string {
+	if m.DedupeID != "" {
+		return m.DedupeID
+	}
+	return m.ExternalID
 }
 
 // Delivery is where the outbox stands with a message: how many attempts
@@ -289,12 +364,19 @@ type Report struct {
 	Name        string    `json:"name,omitempty"`
 	Description string    `json:"description,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
+	Action      string    `json:"action,omitempty"`
+	Price       *Price    `json:"price,omitempty"`
+	Note        string    `json:"note,omitempty"`
 	// Untimed marks a report that carried no time of its own.
 	Untimed bool `json:"untimed,omitempty"`
+	// IgnoreUnknown: a report naming no stored message is dropped, not
+	// parked. CM names our own reference, so an unknown one can only be
+	// another sender's on the same account (or an erased message).
+	IgnoreUnknown bool `json:"-"`
 }
 
 // Event returns the timeline entry the report becomes.
 func (r Report) Event() Event {
 	return Event{Status: r.Status, At: r.At.UTC(), GroupName: r.GroupName, Name: r.Name,
-		Description: r.Description, Reason: r.Reason}
+		Description: r.Description, Reason: r.Reason, Action: r.Action, Price: r.Price, Note: r.Note}
 }

@@ -1,9 +1,11 @@
 package web
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -181,6 +183,49 @@ func (s *Server) apiMessagesByExternalID(w http.ResponseWriter, r *http.Request)
 	}{Messages: make([]MessageJSON, 0, len(msgs))}
 	for _, m := range msgs {
 		out.Messages = append(out.Messages, messageJSON(m))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// QuarantineJSON is a provider item that could not be understood, raw.
+type QuarantineJSON struct {
+	ID       string          `json:"id"`
+	Provider string          `json:"provider"`
+	Route    string          `json:"route"`
+	Reason   string          `json:"reason"`
+	Raw      json.RawMessage `json:"raw"`
+	Hash     string          `json:"hash"`
+	At       time.Time       `json:"at"`
+	LastAt   time.Time       `json:"lastAt"`
+	Count    int             `json:"count"`
+}
+
+// GET /api/v1/quarantine?limit=&cursor= → {"items":[…], "next":"…",
+// "total": N}, newest first.
+func (s *Server) apiQuarantine(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit", defaultConvLimit, maxConvLimit)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	cursor := r.URL.Query().Get("cursor")
+	if cursor != "" && !validID(cursor) {
+		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "cursor %q is not one this server issued", clip(cursor)))
+		return
+	}
+	items, next, err := s.d.Store.Quarantine(limit, cursor)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	out := struct {
+		Items []QuarantineJSON `json:"items"`
+		Next  string           `json:"next,omitempty"`
+		Total int              `json:"total"`
+	}{Items: make([]QuarantineJSON, 0, len(items)), Next: next, Total: s.d.Store.QuarantineCount()}
+	for _, q := range items {
+		out.Items = append(out.Items, QuarantineJSON{ID: q.ID, Provider: q.Provider, Route: q.Route, Reason: q.Reason,
+			Raw: q.Raw, Hash: q.Hash, At: q.At.UTC(), LastAt: q.LastAt.UTC(), Count: q.Count})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

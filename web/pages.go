@@ -156,7 +156,20 @@ type overview struct {
 	FileSize   int64
 	BackupAt   time.Time
 	BackupSize int64
+	// Quarantined counts provider items that could not be understood;
+	// Quarantine holds the newest few, shown raw.
+	Quarantined int
+	Quarantine  []quarantineView
 }
+
+// quarantineView is one quarantined item as the status page lists it.
+type quarantineView struct {
+	*store.Quarantined
+	RawText string // clipped
+}
+
+// pageQuarantine is how many quarantined items the status page lists.
+const pageQuarantine = 5
 
 func (s *Server) overview() (overview, error) {
 	st, err := s.d.Store.StatsIn(s.d.Location)
@@ -169,6 +182,20 @@ func (s *Server) overview() (overview, error) {
 	}
 	if s.d.LastBackup != nil {
 		o.BackupAt, o.BackupSize = s.d.LastBackup()
+	}
+	o.Quarantined = s.d.Store.QuarantineCount()
+	if o.Quarantined > 0 {
+		items, _, err := s.d.Store.Quarantine(pageQuarantine, "")
+		if err != nil {
+			return overview{}, err
+		}
+		for _, q := range items {
+			raw := string(q.Raw)
+			if len(raw) > 600 {
+				raw = raw[:600] + "…"
+			}
+			o.Quarantine = append(o.Quarantine, quarantineView{Quarantined: q, RawText: raw})
+		}
 	}
 	return o, nil
 }

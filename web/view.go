@@ -40,6 +40,15 @@ type MessageJSON struct {
 	Template *store.Template `json:"template,omitempty"`
 	SendAt   time.Time       `json:"sendAt,omitzero"`
 	Delivery *DeliveryJSON   `json:"delivery,omitempty"`
+	// Additions to interface.md's example (all provider facts we map):
+	// voice marks a voice note among audio; identity a changed security
+	// code; notes what was repaired on the way in.
+	Voice           bool                   `json:"voice,omitempty"`
+	Referral        *store.Referral        `json:"referral,omitempty"`
+	ReferredProduct *store.ReferredProduct `json:"referredProduct,omitempty"`
+	Identity        *store.Identity        `json:"identity,omitempty"`
+	Notes           []string               `json:"notes,omitempty"`
+	ProviderData    json.RawMessage        `json:"providerData,omitempty"`
 }
 
 // DeliveryJSON is where the outbox stands with an outbound message, while
@@ -92,12 +101,15 @@ type ReactionJSON struct {
 // TimelineJSON is one status report. reason is an addition: the provider's
 // error text on a failure.
 type TimelineJSON struct {
-	Status      string    `json:"status"`
-	At          time.Time `json:"at"`
-	GroupName   string    `json:"groupName,omitempty"`
-	Name        string    `json:"name,omitempty"`
-	Description string    `json:"description,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
+	Status      string       `json:"status"`
+	At          time.Time    `json:"at"`
+	GroupName   string       `json:"groupName,omitempty"`
+	Name        string       `json:"name,omitempty"`
+	Description string       `json:"description,omitempty"`
+	Reason      string       `json:"reason,omitempty"`
+	Action      string       `json:"action,omitempty"`
+	Price       *store.Price `json:"price,omitempty"`
+	Note        string       `json:"note,omitempty"`
 }
 
 // messageJSON maps a stored message (media already joined by the store) to
@@ -108,7 +120,12 @@ func messageJSON(m *store.Message) MessageJSON {
 		ExternalID: m.ExternalID, From: m.From, To: m.To, ContactName: m.ContactName, Type: m.Type,
 		Text: m.Text, Caption: m.Caption, Location: m.Location, Contacts: m.Contacts, Order: m.Order,
 		ReceivedAt: utcOrZero(m.ReceivedAt), CreatedAt: m.CreatedAt.UTC(), Status: m.Status,
-		Deleted: m.Deleted, Error: m.Error, Template: m.Template,
+		Deleted: m.Deleted, Error: m.Error, Template: m.Template, Voice: m.Voice, Referral: m.Referral,
+		ReferredProduct: m.ReferredProduct, Identity: m.Identity, Notes: m.Notes, ProviderData: m.ProviderData,
+	}
+	if m.Type == store.TypeUnsupported && len(m.ProviderData) == 0 {
+		// Nothing of it is mapped: the whole provider item is the data.
+		v.ProviderData = m.Raw
 	}
 	if md := m.Media; md != nil {
 		v.Media = &MediaJSON{ID: md.ID, URL: md.URL, SourceURL: md.SourceURL, ContentType: md.ContentType,
@@ -132,7 +149,7 @@ func messageJSON(m *store.Message) MessageJSON {
 	}
 	for _, e := range m.Timeline {
 		v.Timeline = append(v.Timeline, TimelineJSON{Status: e.Status, At: e.At.UTC(), GroupName: e.GroupName,
-			Name: e.Name, Description: e.Description, Reason: e.Reason})
+			Name: e.Name, Description: e.Description, Reason: e.Reason, Action: e.Action, Price: e.Price, Note: e.Note})
 	}
 	return v
 }

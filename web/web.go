@@ -114,6 +114,7 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/api/v1/conversations/{id}", auth(s.apiConversation)).Methods(get...)
 	r.Handle("/api/v1/messages", auth(s.apiMessagesByExternalID)).Methods(get...)
 	r.Handle("/api/v1/messages/{id}", auth(s.apiMessage)).Methods(get...)
+	r.Handle("/api/v1/quarantine", auth(s.apiQuarantine)).Methods(get...)
 }
 
 // csp keeps every page to its own origin: no inline script, no third-party

@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,31 +128,28 @@ func cmCoord(raw json.RawMessage, field string) (float64, error) {
 	return f, nil
 }
 
-// cmCustomKnown are the custom keys we understand; anything else is
-// content we do not model (stored as unsupported).
-var cmCustomKnown = map[string]bool{
-	"location": true, "contacts": true, "button": true, "interactive": true,
-	"order": true, "deletedMessage": true, "message_type": true, "meta_received_time": true,
-}
-
-// cmMessageTypes are the custom.message_type values that say nothing more
-// than the rest of the payload does.
-var cmMessageTypes = map[string]bool{
-	"": true, "text": true, "image": true, "video": true, "audio": true, "voice": true,
-	"document": true, "sticker": true, "media": true, "location": true, "contacts": true,
-	"interactive": true, "button": true, "order": true, "request_welcome": true,
-}
-
 func (h *Handler) cmMO(w http.ResponseWriter, r *http.Request) {
 	body, err := httpx.ReadBody(w, r, h.d.BodyLimit)
 	if err != nil {
 		h.fail(w, r, cmRoute, err)
 		return
 	}
-	m, err := parseCMMO(body)
+	m, err := parseCMMO(body, h.d.Store.Now())
 	if err != nil {
-		h.fail(w, r, cmRoute, err)
+		var q *cmQuarantine
+		if !errors.As(err, &q) {
+			h.fail(w, r, cmRoute, err)
+			return
+		}
+		h.cmStoreQuarantine(w, r, body, q.reason)
 		return
+	}
+	if m.From == "" {
+		// No sender: the message it answers names the customer.
+		if !h.cmSenderFromContext(m) {
+			h.cmStoreQuarantine(w, r, body, "from.number is missing and messageContext names no stored message: the customer is unknown")
+			return
+		}
 	}
 	res, _, err := h.d.Store.Ingest(r.Context(), []*store.Message{m}, nil)
 	if err != nil {
@@ -168,14 +167,71 @@ func (h *Handler) cmMO(w http.ResponseWriter, r *http.Request) {
 	}
 	if dup {
 		h.cmCounts.count(0, 1)
-	} else {
-		h.cmCounts.count(1, 0)
+		writeAccepted(w, 0, 1, 0)
+		return
 	}
-	dups := 0
-	if dup {
-		dups = 1
+	h.cmCounts.count(1, 0)
+	writeAccepted(w, 1, 0, 0)
+}
+
+// cmQuarantine is a CM MO that cannot be understood: it is quarantined and
+// answered 2xx (CM retries a refused MO for a month).
+type cmQuarantine struct{ reason string }
+
+func (q *cmQuarantine) Error() string { return q.reason }
+
+func cmQuarantined(format string, args ...any) error {
+	return &cmQuarantine{reason: fmt.Sprintf(format, args...)}
+}
+
+// cmStoreQuarantine keeps a whole MO body raw in the quarantine.
+func (h *Handler) cmStoreQuarantine(w http.ResponseWriter, r *http.Request, body []byte, reason string) {
+	q := []store.Quarantined{{Provider: store.ProviderCM, Route: cmRoute, Reason: reason, Raw: cmCompact(body)}}
+	if _, err := h.d.Store.IngestPost(r.Context(), store.Post{Quarantine: q}); err != nil {
+		h.fail(w, r, cmRoute, err)
+		return
 	}
-	writeAccepted(w, 1, dups)
+	h.countQuarantine(store.ProviderCM, q)
+	h.cmCounts.count(0, 0)
+	writeAccepted(w, 0, 0, 1)
+}
+
+// cmSenderFromContext fills in a sender-less MO's customer (and business
+// number, when missing too) from the stored message its messageContext
+// names: our outbound message (customer = its to) or an earlier MO.
+func (h *Handler) cmSenderFromContext(m *store.Message) bool {
+	if m.ReplyTo == nil || m.ReplyTo.ExternalID == "" {
+		return false
+	}
+	ref := m.ReplyTo.ExternalID
+	var found *store.Message
+	if ms, err := h.d.Store.MessagesByExternalID(ref); err == nil {
+		for _, x := range ms {
+			if x.Provider == store.ProviderCM {
+				found = x
+				break
+			}
+		}
+	}
+	if found == nil && len(ref) == 26 {
+		// Our own id, sent as the reference of an outbound message.
+		if x, err := h.d.Store.Message(ref); err == nil && x.Direction == store.Outbound {
+			found = x
+		}
+	}
+	if found == nil {
+		return false
+	}
+	business, customer := found.To, found.From
+	if found.Direction == store.Outbound {
+		business, customer = found.From, found.To
+	}
+	if store.NormalizeNumber(m.To) != "" && store.NormalizeNumber(m.To) != store.NormalizeNumber(business) {
+		return false // it names another business number's conversation
+	}
+	m.From, m.To = customer, business
+	m.Notes = append(m.Notes, "from.number was missing: the customer is taken from the message in messageContext")
+	return true
 }
 
 // cmQueueWelcome queues the configured welcome text as the answer to a
@@ -204,63 +260,116 @@ func (h *Handler) cmQueueWelcome(r *http.Request, m *store.Message) error {
 	return nil
 }
 
-// parseCMMO validates one MO post and turns it into a store message (or a
-// deletion action). Nothing is stored when it returns an error.
-func parseCMMO(body []byte) (*store.Message, error) {
+// cmKnown is every CM MO field the handler maps (see unmapped).
+var cmKnown = keys{
+	"reference": nil, "messageContext": nil, "name": nil, "channel": nil, "time": nil, "timeUtc": nil,
+	"from": keys{"number": nil, "name": nil}, "to": keys{"number": nil},
+	"message": keys{
+		"text": nil, "error": nil,
+		"media": keys{"mediaUri": nil, "contentType": nil, "title": nil},
+		"custom": keys{
+			"location": keys{"latitude": nil, "longitude": nil, "label": nil, "searchQuery": nil},
+			"contacts": nil, "order": keys{"catalog_id": nil, "product_items": nil, "text": nil},
+			"button": keys{"label": nil, "payload": nil}, "deletedMessage": nil, "message_type": nil,
+			"interactive": keys{"type": nil, "list_reply": keys{"id": nil, "title": nil, "description": nil},
+				"button_reply": keys{"id": nil, "title": nil}, "nfm_reply": keys{"name": nil, "body": nil, "response_json": nil}},
+		},
+	},
+}
+
+// parseCMMO turns one MO post into a store message (or a deletion
+// action). It returns a plain error (400) only for a body that is not a
+// JSON object; a post that cannot be understood gives a *cmQuarantine.
+// A message without a sender comes back with an empty From.
+func parseCMMO(body []byte, arrival time.Time) (*store.Message, error) {
 	if err := cmRequireObject(body, "one CM MO message"); err != nil {
 		return nil, err
 	}
 	var p cmMOPayload
 	if err := cmDecode(body, &p); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(json.Unmarshal(body, &p), &te) {
+			return nil, cmQuarantined("%s", err.Error())
+		}
 		return nil, err
 	}
 	ref, err := cmRef(p.Reference, "reference", true)
 	if err != nil {
-		return nil, err
+		return nil, cmQuarantined("%s", err.Error())
 	}
-	if p.From == nil || strings.TrimSpace(p.From.Number) == "" {
-		return nil, cmInvalid("from.number is required (the sender's phone number)")
+	from := ""
+	if p.From != nil && strings.TrimSpace(p.From.Number) != "" {
+		if err := cmCheckNumber(p.From.Number, "from.number"); err != nil {
+			return nil, cmQuarantined("%s", err.Error())
+		}
+		from = p.From.Number
 	}
-	if err := cmCheckNumber(p.From.Number, "from.number"); err != nil {
-		return nil, err
-	}
-	if p.To == nil || strings.TrimSpace(p.To.Number) == "" {
-		return nil, cmInvalid("to.number is required (the business number)")
-	}
-	if err := cmCheckNumber(p.To.Number, "to.number"); err != nil {
-		return nil, err
+	to := ""
+	if p.To != nil && strings.TrimSpace(p.To.Number) != "" {
+		if err := cmCheckNumber(p.To.Number, "to.number"); err != nil {
+			return nil, cmQuarantined("%s", err.Error())
+		}
+		to = p.To.Number
 	}
 	if p.Message == nil {
-		return nil, cmInvalid("message is required")
+		return nil, cmQuarantined("message is required")
 	}
 	m := &store.Message{
-		Provider:    store.ProviderCM,
-		ExternalID:  ref,
-		From:        p.From.Number,
-		To:          p.To.Number,
-		ContactName: strings.TrimSpace(p.From.Name),
+		Provider:   store.ProviderCM,
+		ExternalID: ref,
+		From:       from,
+		To:         to,
+	}
+	if p.From != nil {
+		m.ContactName = strings.TrimSpace(p.From.Name)
 	}
 	if m.ContactName == "" {
 		m.ContactName = strings.TrimSpace(p.Name)
 	}
-	if m.ReceivedAt, err = cmMOTime(p); err != nil {
-		return nil, err
+	var note string
+	m.ReceivedAt, note = cmMOTime(p, arrival)
+	if note != "" {
+		m.Notes = append(m.Notes, note)
 	}
 	ctxRef, err := cmRef(p.MessageContext, "messageContext", false)
 	if err != nil {
-		return nil, err
+		return nil, cmQuarantined("%s", err.Error())
 	}
 	if ctxRef != "" {
 		m.ReplyTo = &store.ReplyRef{ExternalID: ctxRef}
 	}
 	if err := cmContent(m, p.Message, body); err != nil {
-		return nil, err
+		return nil, cmQuarantined("%s", err.Error())
 	}
+	if to == "" && from != "" && m.Type != store.TypeDelete {
+		// With a sender, the business number cannot come from elsewhere.
+		return nil, cmQuarantined("to.number is required (the business number)")
+	}
+	m.ProviderData = unmapped(body, cmKnown)
+	// Replies to one message share its reference: the content tells them
+	// apart, and a byte-identical retry is still the same message.
+	m.DedupeID = ref + "\x1f" + cmContentHash(body)
 	return m, nil
 }
 
+// cmContentHash is a hash of the post's canonical JSON (keys sorted, no
+// white space), so a retry hashes the same however it is formatted.
+func cmContentHash(body []byte) string {
+	canon := cmCompact(body)
+	if v, err := decodeAny(body); err == nil {
+		if b, err := json.Marshal(v); err == nil {
+			canon = b
+		}
+	}
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:16])
+}
+
 // cmContent sets the message's type and content from message{text, media,
-// custom, error}.
+// custom, error}. Content comes first: media by its content type, then the
+// custom kinds we know, then text. A custom key we do not know never
+// demotes a message with media or text (it stays in providerData); only a
+// post with nothing we recognise is stored as unsupported, raw.
 func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 	custom := map[string]json.RawMessage{}
 	if c := bytes.TrimSpace(msg.Custom); len(c) > 0 && string(c) != "null" {
@@ -305,6 +414,17 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 		m.Type, m.Text = store.TypeWelcomeRequest, text
 		return nil
 	}
+	if msg.Media != nil && strings.TrimSpace(msg.Media.MediaURI) != "" {
+		src := strings.TrimSpace(msg.Media.MediaURI)
+		if u, err := url.Parse(src); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cmInvalid("message.media.mediaUri %q is not an absolute http(s) URL", src)
+		}
+		ct := strings.TrimSpace(msg.Media.ContentType)
+		m.Type, m.Caption = cmMediaType(ct, src, msgType), text
+		m.Voice = msgType == "voice"
+		m.Media = &store.Media{SourceURL: src, ContentType: ct, FileName: strings.TrimSpace(msg.Media.Title)}
+		return nil
+	}
 	if raw, ok := custom["location"]; ok {
 		var l cmLocation
 		if err := json.Unmarshal(raw, &l); err != nil {
@@ -332,14 +452,27 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 		if bytes.TrimSpace(raw)[0] != '[' {
 			return cmInvalid("message.custom.contacts must be an array of contact cards")
 		}
-		m.Type, m.Text, m.Contacts = store.TypeContacts, text, cmCompact(raw)
+		m.Type, m.Text, m.Contacts = store.TypeContacts, text, normalizeContacts(raw)
 		return nil
 	}
 	if raw, ok := custom["order"]; ok {
-		if bytes.TrimSpace(raw)[0] != '{' {
+		var o struct {
+			CatalogID    string          `json:"catalog_id"`
+			ProductItems json.RawMessage `json:"product_items"`
+			Text         string          `json:"text"`
+		}
+		if bytes.TrimSpace(raw)[0] != '{' || json.Unmarshal(raw, &o) != nil {
 			return cmInvalid("message.custom.order must be an object")
 		}
-		m.Type, m.Text, m.Order = store.TypeOrder, text, cmCompact(raw)
+		items := bytes.TrimSpace(o.ProductItems)
+		if len(items) == 0 || string(items) == "null" {
+			items = []byte("[]")
+		}
+		order, err := normalizeOrder(o.CatalogID, items, o.Text)
+		if err != nil {
+			return cmInvalid("message.custom.order.product_items %v", err)
+		}
+		m.Type, m.Text, m.Order = store.TypeOrder, text, order
 		return nil
 	}
 	if raw, ok := custom["interactive"]; ok {
@@ -351,8 +484,6 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 			m.Type, m.Text, m.Interactive = store.TypeInteractive, text, it
 			return nil
 		}
-		m.Type, m.Text, m.Raw = store.TypeUnsupported, text, cmCompact(body)
-		return nil
 	}
 	if raw, ok := custom["button"]; ok {
 		var b cmButton
@@ -361,26 +492,6 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 		}
 		m.Type, m.Text = store.TypeButton, text
 		m.Interactive = &store.Interactive{Type: "button", Title: b.Label, Payload: b.Payload}
-		return nil
-	}
-	unknown := !cmMessageTypes[msgType]
-	for k := range custom {
-		if !cmCustomKnown[k] {
-			unknown = true
-		}
-	}
-	if unknown {
-		m.Type, m.Text, m.Raw = store.TypeUnsupported, text, cmCompact(body)
-		return nil
-	}
-	if msg.Media != nil && strings.TrimSpace(msg.Media.MediaURI) != "" {
-		src := strings.TrimSpace(msg.Media.MediaURI)
-		if u, err := url.Parse(src); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return cmInvalid("message.media.mediaUri %q is not an absolute http(s) URL", src)
-		}
-		ct := strings.TrimSpace(msg.Media.ContentType)
-		m.Type, m.Caption = cmMediaType(ct, src, msgType), text
-		m.Media = &store.Media{SourceURL: src, ContentType: ct, FileName: strings.TrimSpace(msg.Media.Title)}
 		return nil
 	}
 	if text != "" {
@@ -476,8 +587,9 @@ func cmMediaType(ct, src, msgType string) string {
 }
 
 // cmMOTime reads timeUtc (UTC whether or not it says so), else time (CM's
-// local time, which carries no zone: read as UTC).
-func cmMOTime(p cmMOPayload) (time.Time, error) {
+// local time, which carries no zone: read as UTC). An unreadable time is
+// replaced by the arrival time, with a note.
+func cmMOTime(p cmMOPayload, arrival time.Time) (time.Time, string) {
 	for _, f := range []struct{ name, v string }{{"timeUtc", p.TimeUTC}, {"time", p.Time}} {
 		v := strings.TrimSpace(f.v)
 		if v == "" {
@@ -485,11 +597,11 @@ func cmMOTime(p cmMOPayload) (time.Time, error) {
 		}
 		t, ok := parseCMTime(v)
 		if !ok {
-			return time.Time{}, cmInvalid("%s %q is not a time (expected e.g. 2019-11-05T08:32:33)", f.name, v)
+			return arrival.UTC(), fmt.Sprintf("%s %q is not a time we can read; the arrival time is used", f.name, v)
 		}
-		return t, nil
+		return t, ""
 	}
-	return time.Time{}, nil
+	return time.Time{}, ""
 }
 
 var cmTimeLayouts = []string{
@@ -567,33 +679,58 @@ func (h *Handler) cmStatus(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, cmStatusRoute, err)
 		return
 	}
-	reps, err := parseCMStatus(body)
+	sp, err := parseCMStatus(body, h.d.Store.Now())
 	if err != nil {
 		h.fail(w, r, cmStatusRoute, err)
 		return
 	}
-	res, err := h.d.Store.ApplyReports(r.Context(), reps)
+	for i := range sp.quarantine {
+		sp.quarantine[i].Provider, sp.quarantine[i].Route = store.ProviderCM, cmStatusRoute
+	}
+	res, err := h.d.Store.IngestPost(r.Context(), store.Post{Reports: sp.reports, Quarantine: sp.quarantine})
 	if err != nil {
 		h.fail(w, r, cmStatusRoute, err)
 		return
 	}
-	parked := 0
-	for _, x := range res {
-		if x.Parked {
+	parked, ignored := 0, sp.ignored
+	for _, x := range res.Reports {
+		switch {
+		case x.Parked:
 			parked++
+		case x.Ignored:
+			ignored++
 		}
 	}
 	h.cmCounts.count(0, 0)
+	h.countQuarantine(store.ProviderCM, sp.quarantine)
 	if mt := h.d.Metrics; mt != nil {
-		for _, rep := range reps {
-			mt.InboundReports.WithLabelValues(store.ProviderCM, rep.Status).Inc()
+		for i, rep := range sp.reports {
+			st := rep.Status
+			if res.Reports[i].Ignored {
+				st = "ignored"
+			}
+			mt.InboundReports.WithLabelValues(store.ProviderCM, st).Inc()
+		}
+		if sp.ignored > 0 {
+			mt.InboundReports.WithLabelValues(store.ProviderCM, "ignored").Add(float64(sp.ignored))
 		}
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]int{"accepted": len(reps), "parked": parked})
+	httpx.WriteJSON(w, http.StatusOK, map[string]int{"accepted": len(sp.reports) - ignored + sp.ignored, "duplicates": 0,
+		"quarantined": len(sp.quarantine), "ignored": ignored, "parked": parked})
 }
 
-// parseCMStatus validates a status post: msg is one report or an array.
-func parseCMStatus(body []byte) ([]store.Report, error) {
+// cmStatusPost is a status post split by what becomes of each report.
+type cmStatusPost struct {
+	reports    []store.Report
+	quarantine []store.Quarantined
+	// ignored counts reports without a reference: nothing to apply them to.
+	ignored int
+}
+
+// parseCMStatus reads a status post: msg is one report or an array, each
+// validated on its own. Only a body that is not JSON, or has no
+// messages.msg, is an error (400).
+func parseCMStatus(body []byte, arrival time.Time) (*cmStatusPost, error) {
 	if err := cmRequireObject(body, `{"messages":{"msg":…}}`); err != nil {
 		return nil, err
 	}
@@ -605,74 +742,94 @@ func parseCMStatus(body []byte) ([]store.Report, error) {
 		return nil, cmInvalid("messages is required")
 	}
 	raw := bytes.TrimSpace(p.Messages.Msg)
-	var msgs []cmStatusMsg
+	var raws []json.RawMessage
+	single := false
 	switch {
-	case string(raw) != "[]" && cmIsEmpty(raw):
+	case len(raw) == 0 || string(raw) == "null":
 		return nil, cmInvalid("messages.msg is required")
 	case raw[0] == '{':
-		var one cmStatusMsg
-		if err := json.Unmarshal(raw, &one); err != nil {
-			return nil, cmFieldErr("messages.msg", err)
-		}
-		msgs = []cmStatusMsg{one}
+		raws, single = []json.RawMessage{raw}, true
 	case raw[0] == '[':
-		if err := json.Unmarshal(raw, &msgs); err != nil {
+		if err := json.Unmarshal(raw, &raws); err != nil {
 			return nil, cmFieldErr("messages.msg", err)
-		}
-		if len(msgs) == 0 {
-			return nil, cmInvalid("messages.msg is an empty array")
 		}
 	default:
 		return nil, cmInvalid("messages.msg must be an object or an array of objects")
 	}
-	reps := make([]store.Report, len(msgs))
-	for i, x := range msgs {
+	sp := &cmStatusPost{}
+	for i, one := range raws {
 		f := func(name string) string {
-			if len(msgs) == 1 && raw[0] == '{' {
+			if single {
 				return "messages.msg." + name
 			}
 			return fmt.Sprintf("messages.msg[%d].%s", i, name)
 		}
-		ref, err := cmRef(x.Reference, f("reference"), true)
-		if err != nil {
-			return nil, err
+		rep, ok, err := cmStatusReport(one, f, arrival)
+		switch {
+		case err != nil:
+			sp.quarantine = append(sp.quarantine, store.Quarantined{Reason: err.Error(), Raw: cmCompact(one)})
+		case !ok:
+			sp.ignored++
+		default:
+			sp.reports = append(sp.reports, rep)
 		}
-		if x.Status == nil {
-			return nil, cmInvalid("%s is required", f("status"))
-		}
-		code := cmScalar(x.Status.Code)
-		if code == "" {
-			return nil, cmInvalid("%s is required", f("status.code"))
-		}
-		rep := store.Report{Provider: store.ProviderCM, ExternalID: ref, Status: store.StatusUnknown, Name: code}
-		if st, ok := cmStatuses[strings.ToLower(code)]; ok {
-			rep.Status, rep.Name = st.status, st.name
-		}
-		if v := strings.TrimSpace(x.Received); v != "" {
-			t, ok := parseCMTime(v)
-			if !ok {
-				return nil, cmInvalid("%s %q is not a time (expected e.g. 2019-11-05T08:32:33)", f("received"), v)
-			}
-			rep.At = t
-		}
-		desc := strings.TrimSpace(x.Status.ErrorDescription)
-		ecode := cmScalar(x.Status.ErrorCode)
-		rep.Description = desc
-		if ecode != "" && ecode != "0" {
-			rep.GroupName = "error " + ecode
-		}
-		if rep.Status == store.StatusFailed {
-			rep.Reason = desc
-			if rep.Reason == "" {
-				rep.Reason = rep.Name
-				if ecode != "" {
-					rep.Reason += " (error code " + ecode + ")"
-				}
-			}
-		}
-		reps[i] = rep
 	}
-	return reps, nil
+	return sp, nil
+}
+
+// cmStatusReport reads one report; ok is false for one without a
+// reference (counted and ignored: nothing names the message).
+func cmStatusReport(raw json.RawMessage, f func(string) string, arrival time.Time) (store.Report, bool, error) {
+	var x cmStatusMsg
+	if err := json.Unmarshal(raw, &x); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return store.Report{}, false, cmTypeError(strings.TrimSuffix(f(""), "."), te)
+		}
+		return store.Report{}, false, cmFieldErr(strings.TrimSuffix(f(""), "."), err)
+	}
+	if strings.TrimSpace(x.Reference) == "" {
+		return store.Report{}, false, nil
+	}
+	ref, err := cmRef(x.Reference, f("reference"), true)
+	if err != nil {
+		return store.Report{}, false, err
+	}
+	if x.Status == nil {
+		return store.Report{}, false, cmInvalid("%s is required", f("status"))
+	}
+	code := cmScalar(x.Status.Code)
+	if code == "" {
+		return store.Report{}, false, cmInvalid("%s is required", f("status.code"))
+	}
+	rep := store.Report{Provider: store.ProviderCM, ExternalID: ref, Status: store.StatusUnknown, Name: code, IgnoreUnknown: true}
+	if st, ok := cmStatuses[strings.ToLower(code)]; ok {
+		rep.Status, rep.Name = st.status, st.name
+	}
+	if v := strings.TrimSpace(x.Received); v != "" {
+		t, ok := parseCMTime(v)
+		if !ok {
+			t = arrival.UTC()
+			rep.Note = fmt.Sprintf("%s %q is not a time we can read; the arrival time is used", f("received"), v)
+		}
+		rep.At = t
+	}
+	desc := strings.TrimSpace(x.Status.ErrorDescription)
+	ecode := cmScalar(x.Status.ErrorCode)
+	rep.Description = desc
+	if ecode != "" && ecode != "0" {
+		rep.GroupName = "error " + ecode
+	}
+	if rep.Status == store.StatusFailed {
+		rep.Reason = desc
+		if rep.Reason == "" {
+			rep.Reason = rep.Name
+			if ecode != "" {
+				rep.Reason += " (error code " + ecode + ")"
+			}
+		}
+	}
+	return rep, true, nil
 }
 
 // ---- shared helpers ----

@@ -44,7 +44,7 @@ func (e *testEnv) cmPost(t *testing.T, route, file string, wantStatus int) answe
 func (e *testEnv) cmAccepted(t *testing.T, file string, dup int) {
 	t.Helper()
 	a := e.cmPost(t, cmPath, file, http.StatusOK)
-	require.JSONEq(t, `{"accepted":1,"duplicates":`+jsonInt(dup)+`}`, string(a.Body))
+	require.JSONEq(t, `{"accepted":`+jsonInt(1-dup)+`,"duplicates":`+jsonInt(dup)+`,"quarantined":0}`, string(a.Body))
 }
 
 // cmQueueOutbound stores one of our outbound CM messages, as the send API
@@ -64,11 +64,13 @@ func (e *testEnv) cmQueueOutbound(t *testing.T, ref, from, to string) *store.Mes
 // TestCMInboundKinds posts every MO example of seed 003 (and the media kinds
 // it describes) through the real router and checks what is stored.
 func TestCMInboundKinds(t *testing.T) {
-	contacts := `[{"addresses":[{"city":"Breda","country":"Netherlands","country_code":"NL","street":"Konijnenberg 30","type":"WORK","zip":"4825 BD"}],"name":{"formatted_name":"CM Developer","last_name":"Your last name"}}]`
-	order := `{"catalog_id":"XXXXXXXXXXXX","product_items":[
-		{"product_retailer_id":"cmcomdevelop-frisbee","quantity":"99","item_price":"15","currency":"EUR"},
-		{"product_retailer_id":"cmcomdevelop-coaster","quantity":"99","item_price":"7","currency":"EUR"},
-		{"product_retailer_id":"cmcomdevelop-mousepad","quantity":"99","item_price":"9.99","currency":"EUR"}],"text":null}`
+	// Stored in the one shape both providers share (Infobip's camelCase,
+	// numbers as numbers), whatever CM passed through from Meta.
+	contacts := `[{"addresses":[{"city":"Breda","country":"Netherlands","countryCode":"NL","street":"Konijnenberg 30","type":"WORK","zip":"4825 BD"}],"name":{"formattedName":"CM Developer","lastName":"Your last name"}}]`
+	order := `{"catalogId":"XXXXXXXXXXXX","productItems":[
+		{"productRetailerId":"cmcomdevelop-frisbee","quantity":99,"itemPrice":15,"currency":"EUR"},
+		{"productRetailerId":"cmcomdevelop-coaster","quantity":99,"itemPrice":7,"currency":"EUR"},
+		{"productRetailerId":"cmcomdevelop-mousepad","quantity":99,"itemPrice":9.99,"currency":"EUR"}]}`
 	media := func(ct, file string) func(*testing.T, *testEnv, *store.Message) {
 		return func(t *testing.T, e *testEnv, m *store.Message) {
 			require.NotNil(t, m.Media)
@@ -440,7 +442,7 @@ func TestCMStatusReports(t *testing.T) {
 			e := newTestEnv(t)
 			out := e.cmQueueOutbound(t, "referencereplytest", cmBusiness, "0031612345678")
 			a := e.cmPost(t, cmStatusPath, c.file, http.StatusOK)
-			require.JSONEq(t, `{"accepted":`+jsonInt(len(c.events))+`,"parked":0}`, string(a.Body))
+			require.JSONEq(t, `{"accepted":`+jsonInt(len(c.events))+`,"duplicates":0,"quarantined":0,"ignored":0,"parked":0}`, string(a.Body))
 
 			m, err := e.Store.Message(out.ID)
 			require.NoError(t, err)
@@ -468,15 +470,47 @@ func TestCMStatusReports(t *testing.T) {
 	}
 }
 
-// TestCMStatusParked applies a report that came before its message once
-// the message is stored.
-func TestCMStatusParked(t *testing.T) {
+// TestCMStatusUnknownReference: a report naming no message of ours (CM
+// names our own reference, so it is another sender's on the account) or
+// none at all is answered 200, counted and ignored; good reports beside it
+// still apply (issue 12 item 13).
+func TestCMStatusUnknownReference(t *testing.T) {
 	e := newTestEnv(t)
 	a := e.cmPost(t, cmStatusPath, "status_delivered.json", http.StatusOK)
-	require.JSONEq(t, `{"accepted":1,"parked":1}`, string(a.Body))
+	require.JSONEq(t, `{"accepted":0,"duplicates":0,"quarantined":0,"ignored":1,"parked":0}`, string(a.Body))
 	out := e.cmQueueOutbound(t, "referencereplytest", cmBusiness, "0031612345678")
-	require.Equal(t, store.StatusDelivered, out.Status)
+	require.Equal(t, store.StatusQueued, out.Status, "an ignored report is not applied later")
+
+	a = e.cmPost(t, cmStatusPath, "status_bad_no_reference.json", http.StatusOK)
+	require.JSONEq(t, `{"accepted":0,"duplicates":0,"quarantined":0,"ignored":1,"parked":0}`, string(a.Body))
+
+	body := `{"messages":{"msg":[
+		{"received":"2024-01-01T10:00:00","to":"0031612345678","reference":"referencereplytest","status":{"code":2,"errorCode":0,"errorDescription":""},"operator":"x"},
+		{"received":"2024-01-01T10:00:01","to":"0031612345678","reference":"someone-elses","status":{"code":3}},
+		{"received":"2024-01-01T10:00:02","to":"0031612345678","status":{"code":3}},
+		{"received":"2024-01-01T10:00:03","to":"0031612345678","reference":"referencereplytest","status":{}}]}}`
+	a = e.post(t, cmStatusPath, []byte(body))
+	require.Equal(t, http.StatusOK, a.Status, "%s", a.Body)
+	require.JSONEq(t, `{"accepted":1,"duplicates":0,"quarantined":1,"ignored":2,"parked":0}`, string(a.Body))
+	m, err := e.Store.Message(out.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusDelivered, m.Status)
+	require.Equal(t, 4.0, counterValue(t, e.Metrics.InboundReports, "cm", "ignored"))
 	e.requireClean(t)
+}
+
+// An empty msg array, an unreadable time: 200, nothing lost.
+func TestCMStatusLenient(t *testing.T) {
+	e := newTestEnv(t)
+	a := e.cmPost(t, cmStatusPath, "status_bad_empty_array.json", http.StatusOK)
+	require.Equal(t, 0.0, a.JSON(t)["accepted"])
+	out := e.cmQueueOutbound(t, "referencereplytest", cmBusiness, "0031612345678")
+	e.cmPost(t, cmStatusPath, "status_bad_received.json", http.StatusOK)
+	m, err := e.Store.Message(out.ID)
+	require.NoError(t, err)
+	last := m.Timeline[len(m.Timeline)-1]
+	require.Contains(t, last.Note, "is not a time we can read; the arrival time is used")
+	require.WithinDuration(t, time.Now(), last.At, time.Minute)
 }
 
 // TestCMBadInput refuses every malformed post with a 4xx naming the
@@ -484,42 +518,41 @@ func TestCMStatusParked(t *testing.T) {
 func TestCMBadInput(t *testing.T) {
 	big := `{"reference":"wamid.big","from":{"number":"0031612345678"},"to":{"number":"003197008101015"},"message":{"text":"` +
 		strings.Repeat("a", 1<<20) + `"}}`
+	// Only a body that is not a JSON object (or has no messages.msg) is
+	// refused: CM retries a refusal for a month. Anything else inside a
+	// valid post is quarantined raw, with the reason, and answered 200.
 	cases := []struct {
 		route, file string
 		body        []byte // instead of file
 		status      int
-		want        string // in the error
+		want        string // in the error (4xx) or the quarantine reason (200)
 	}{
 		{cmPath, "bad_not_json.json", nil, 400, "malformed JSON"},
 		{cmPath, "bad_truncated.json", nil, 400, "malformed JSON"},
 		{cmPath, "bad_array_body.json", nil, 400, "JSON object"},
 		{cmPath, "big", []byte(big), 413, "larger than the limit"},
 		{cmPath, "empty", []byte{}, 400, "empty"},
-		{cmPath, "bad_no_reference.json", nil, 400, "reference is required"},
-		{cmPath, "bad_blank_reference.json", nil, 400, "reference is required"},
-		{cmPath, "bad_reference_number.json", nil, 400, "reference"},
-		{cmPath, "bad_no_sender.json", nil, 400, "from.number is required"},
-		{cmPath, "bad_sender_no_number.json", nil, 400, "from.number is required"},
-		{cmPath, "bad_sender_no_digits.json", nil, 400, "from.number"},
-		{cmPath, "bad_sender_number_type.json", nil, 400, "number"},
-		{cmPath, "bad_no_to.json", nil, 400, "to.number is required"},
-		{cmPath, "bad_no_message.json", nil, 400, "message is required"},
-		{cmPath, "bad_latitude.json", nil, 400, "latitude 91.5 is out of range"},
-		{cmPath, "bad_latitude_negative.json", nil, 400, "latitude -90.0001 is out of range"},
-		{cmPath, "bad_longitude.json", nil, 400, "longitude -181 is out of range"},
-		{cmPath, "bad_latitude_missing.json", nil, 400, "latitude is required"},
-		{cmPath, "bad_latitude_text.json", nil, 400, `message.custom.location.latitude "north" is not a number`},
-		{cmPath, "bad_media_uri.json", nil, 400, "message.media.mediaUri"},
-		{cmPath, "bad_custom_not_object.json", nil, 400, "message.custom must be a JSON object"},
-		{cmPath, "bad_time.json", nil, 400, "timeUtc"},
+		{cmPath, "bad_no_reference.json", nil, 200, "reference is required"},
+		{cmPath, "bad_blank_reference.json", nil, 200, "reference is required"},
+		{cmPath, "bad_reference_number.json", nil, 200, "reference"},
+		{cmPath, "bad_no_sender.json", nil, 200, "from.number is missing and messageContext names no stored message"},
+		{cmPath, "bad_sender_no_number.json", nil, 200, "from.number is missing"},
+		{cmPath, "bad_sender_no_digits.json", nil, 200, "from.number"},
+		{cmPath, "bad_sender_number_type.json", nil, 200, "number"},
+		{cmPath, "bad_no_to.json", nil, 200, "to.number is required"},
+		{cmPath, "bad_no_message.json", nil, 200, "message is required"},
+		{cmPath, "bad_latitude.json", nil, 200, "latitude 91.5 is out of range"},
+		{cmPath, "bad_latitude_negative.json", nil, 200, "latitude -90.0001 is out of range"},
+		{cmPath, "bad_longitude.json", nil, 200, "longitude -181 is out of range"},
+		{cmPath, "bad_latitude_missing.json", nil, 200, "latitude is required"},
+		{cmPath, "bad_latitude_text.json", nil, 200, `message.custom.location.latitude "north" is not a number`},
+		{cmPath, "bad_media_uri.json", nil, 200, "message.media.mediaUri"},
+		{cmPath, "bad_custom_not_object.json", nil, 200, "message.custom must be a JSON object"},
 		{cmStatusPath, "status_bad_not_json.json", nil, 400, "malformed JSON"},
 		{cmStatusPath, "status_bad_no_messages.json", nil, 400, "messages is required"},
 		{cmStatusPath, "status_bad_no_msg.json", nil, 400, "messages.msg is required"},
 		{cmStatusPath, "status_bad_msg_string.json", nil, 400, "messages.msg must be an object or an array"},
-		{cmStatusPath, "status_bad_empty_array.json", nil, 400, "messages.msg is an empty array"},
-		{cmStatusPath, "status_bad_no_reference.json", nil, 400, "messages.msg.reference is required"},
-		{cmStatusPath, "status_bad_no_code.json", nil, 400, "messages.msg[1].status.code is required"},
-		{cmStatusPath, "status_bad_received.json", nil, 400, "messages.msg.received"},
+		{cmStatusPath, "status_bad_no_code.json", nil, 200, "messages.msg[1].status.code is required"},
 		{cmStatusPath, "big", []byte(`{"messages":{"msg":{"reference":"` + strings.Repeat("r", 1<<20) + `"}}}`), 413, "larger than the limit"},
 	}
 	for _, c := range cases {
@@ -531,22 +564,34 @@ func TestCMBadInput(t *testing.T) {
 			}
 			a := e.post(t, c.route, body)
 			require.Equal(t, c.status, a.Status, "%s", a.Body)
-			require.Contains(t, a.ErrorText(t), c.want)
-
 			st, err := e.Store.Stats()
 			require.NoError(t, err)
 			require.Zero(t, st.Messages)
 			require.Zero(t, st.Conversations)
+			if c.status == 200 {
+				require.Equal(t, 1.0, a.JSON(t)["quarantined"], "%s", a.Body)
+				q, _, err := e.Store.Quarantine(10, "")
+				require.NoError(t, err)
+				require.Len(t, q, 1)
+				require.Contains(t, q[0].Reason, c.want)
+				require.Equal(t, c.route, q[0].Route)
+				require.Equal(t, store.ProviderCM, q[0].Provider)
+				require.Equal(t, 1.0, counterValue(t, e.Metrics.Quarantined, store.ProviderCM))
+				// A resend is counted on the same item, not kept twice.
+				require.Equal(t, 200, e.post(t, c.route, body).Status)
+				q, _, err = e.Store.Quarantine(10, "")
+				require.NoError(t, err)
+				require.Len(t, q, 1)
+				require.Equal(t, 2, q[0].Count)
+				return
+			}
+			require.Contains(t, a.ErrorText(t), c.want)
 			reason := "invalid"
 			if c.status == 413 {
 				reason = "too_large"
 			}
 			require.Equal(t, 1.0, counterValue(t, e.Metrics.Rejections, c.route, reason))
-			// No report was kept (parked) either: the message, stored now,
-			// has only its own queued event.
-			out := e.cmQueueOutbound(t, "referencereplytest", cmBusiness, cmCustomer)
-			require.Len(t, out.Timeline, 1)
-			require.Equal(t, store.StatusQueued, out.Status)
+			require.Zero(t, e.Store.QuarantineCount())
 		})
 	}
 }

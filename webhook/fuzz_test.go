@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"imchannel/store"
@@ -66,12 +67,15 @@ func FuzzInfobip(f *testing.F) {
 	addSeeds(f, "infobip/*.json")
 	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		b, err := parseInfobip(body)
+		b, err := parseInfobip(body, time.Now())
 		invalidOnly(t, err)
 		if err != nil {
 			return
 		}
-		if _, _, err := st.Ingest(context.Background(), b.msgs, b.reports); err != nil {
+		for i := range b.quarantine {
+			b.quarantine[i].Route = "/imchannel/message"
+		}
+		if _, err := st.IngestPost(context.Background(), store.Post{Messages: b.msgs, Reports: b.reports, Quarantine: b.quarantine}); err != nil {
 			t.Fatalf("accepted a post the store cannot write: %v", err)
 		}
 		for _, m := range b.msgs {
@@ -96,13 +100,23 @@ func FuzzCMMO(f *testing.F) {
 	addSeeds(f, "cm/*.json")
 	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		m, err := parseCMMO(body)
+		m, err := parseCMMO(body, time.Now())
+		var q *cmQuarantine
+		if errors.As(err, &q) {
+			if q.reason == "" {
+				t.Fatalf("quarantined without a reason")
+			}
+			return
+		}
 		invalidOnly(t, err)
 		if err != nil {
 			return
 		}
 		if m == nil || m.ExternalID == "" || m.Type == "" {
 			t.Fatalf("accepted an MO without reference or type: %+v", m)
+		}
+		if m.From == "" {
+			return // the handler looks the customer up, or quarantines it
 		}
 		if _, err := st.SaveInbound(context.Background(), []*store.Message{m}); err != nil {
 			t.Fatalf("accepted an MO the store cannot write: %v", err)
@@ -116,15 +130,18 @@ func FuzzCMStatus(f *testing.F) {
 	addSeeds(f, "cm/status_*.json")
 	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		reps, err := parseCMStatus(body)
+		sp, err := parseCMStatus(body, time.Now())
 		invalidOnly(t, err)
 		if err != nil {
 			return
 		}
-		if _, err := st.ApplyReports(context.Background(), reps); err != nil {
+		for i := range sp.quarantine {
+			sp.quarantine[i].Route = "/webhooks/cm/status"
+		}
+		if _, err := st.IngestPost(context.Background(), store.Post{Reports: sp.reports, Quarantine: sp.quarantine}); err != nil {
 			t.Fatalf("accepted reports the store cannot write: %v", err)
 		}
-		for _, r := range reps {
+		for _, r := range sp.reports {
 			if r.ExternalID == "" || r.Status == "" {
 				t.Fatalf("accepted a report without reference or status: %+v", r)
 			}

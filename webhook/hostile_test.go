@@ -57,6 +57,16 @@ func runHostile(t *testing.T, cases []hostileCase) {
 			if c.status >= 400 {
 				require.Contains(t, a.ErrorText(t), c.errHas)
 				require.Equal(t, before, dbDigest(t, e), "a refused post changed the database")
+			} else if c.errHas != "" {
+				// Inside a valid post, what cannot be understood is
+				// quarantined with the reason, never refused.
+				q, _, err := e.Store.Quarantine(50, "")
+				require.NoError(t, err)
+				reasons := ""
+				for _, x := range q {
+					reasons += x.Reason + "\n"
+				}
+				require.Contains(t, reasons, c.errHas, "%s", a.Body)
 			}
 			e.requireClean(t)
 		})
@@ -69,29 +79,29 @@ func ibText(extra string) string {
 }
 
 // TestHostileTimes: a timestamp whose offset pushes it past year 9999 (or
-// before year 0) in UTC cannot be stored; it is refused naming the field
-// instead of failing the write with a 500.
+// before year 0) in UTC cannot be stored; like any unreadable optional time
+// it is replaced by the arrival time (and noted), never a 400 or a 500.
 func TestHostileTimes(t *testing.T) {
 	runHostile(t, []hostileCase{
-		{"infobip receivedAt past 9999", ibRoute, ibText(`"receivedAt":"9999-12-31T23:59:59.000-2359",`), 400, "results[0].receivedAt"},
-		{"infobip receivedAt before 0000", ibRoute, ibText(`"receivedAt":"0000-01-01T00:00:00+23:59",`), 400, "results[0].receivedAt"},
+		{"infobip receivedAt past 9999", ibRoute, ibText(`"receivedAt":"9999-12-31T23:59:59.000-2359",`), 200, ""},
+		{"infobip receivedAt before 0000", ibRoute, ibText(`"receivedAt":"0000-01-01T00:00:00+23:59",`), 200, ""},
 		{"infobip receivedAt at the edge is fine", ibRoute, ibText(`"receivedAt":"9999-12-31T23:59:59.000+0000",`), 200, ""},
 		{"infobip seenAt past 9999", ibRoute,
-			`{"results":[{"messageId":"out-1","to":"41793026731","seenAt":"9999-12-31T23:59:59.000-2359"}]}`, 400, "results[0].seenAt"},
+			`{"results":[{"messageId":"out-1","to":"41793026731","seenAt":"9999-12-31T23:59:59.000-2359"}]}`, 200, ""},
 		{"infobip doneAt past 9999", ibRoute,
-			`{"results":[{"messageId":"out-1","status":{"groupName":"DELIVERED"},"doneAt":"9999-12-31T23:59:59.000-2359"}]}`, 400, "results[0].doneAt"},
+			`{"results":[{"messageId":"out-1","status":{"groupName":"DELIVERED"},"doneAt":"9999-12-31T23:59:59.000-2359"}]}`, 200, ""},
 		{"infobip second result's sentAt", ibRoute,
 			`{"results":[{"messageId":"out-1","seenAt":"2018-12-12T11:21:58.251+0000"},{"messageId":"out-2","seenAt":"2018-12-12T11:21:58.251+0000","sentAt":"0000-01-01T00:00:00+0100"}]}`,
-			400, "results[1].sentAt"},
+			200, ""},
 		{"cm timeUtc past 9999", "/webhooks/cm",
 			`{"reference":"r1","from":{"number":"0031612345678"},"to":{"number":"003197008101015"},"message":{"text":"hi"},"timeUtc":"9999-12-31T23:59:59-23:59"}`,
-			400, "timeUtc"},
+			200, ""},
 		{"cm time before 0000", "/webhooks/cm",
 			`{"reference":"r1","from":{"number":"0031612345678"},"to":{"number":"003197008101015"},"message":{"text":"hi"},"time":"0000-01-01 00:00:00+01:00"}`,
-			400, "time"},
+			200, ""},
 		{"cm status received past 9999", "/webhooks/cm/status",
 			`{"messages":{"msg":{"reference":"referencereplytest","status":{"code":2},"received":"9999-12-31T23:59:59-23:59"}}}`,
-			400, "messages.msg.received"},
+			200, ""},
 	})
 }
 
@@ -99,29 +109,29 @@ func TestHostileTimes(t *testing.T) {
 // write with a 500, numbers too long likewise (they are part of the
 // conversation key), and a NUL in an id reached what was parked for the id
 // before it ("abc\u0000x" is keyed like a report parked for "abc"). Each is
-// now refused naming results[i] and the field.
+// now quarantined naming results[i] and the field.
 func TestHostileIDs(t *testing.T) {
 	long := strings.Repeat("A", 40000)
 	digits := strings.Repeat("3", 40000)
 	seen := `{"messageId":"out-ok","to":"41793026731","seenAt":"2018-12-12T11:21:58.251+0000"}`
 	runHostile(t, []hostileCase{
-		{"messageId too long", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", long, 1), 400, "results[0].messageId is longer than 512 bytes"},
-		{"messageId with NUL", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", `abc\u0000x`, 1), 400, "results[0].messageId contains control characters"},
-		{"pairedMessageId too long", ibRoute, ibText(`"pairedMessageId":"` + long + `",`), 400, "results[0].pairedMessageId is longer"},
+		{"messageId too long", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", long, 1), 200, "results[0].messageId is longer than 512 bytes"},
+		{"messageId with NUL", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", `abc\u0000x`, 1), 200, "results[0].messageId contains control characters"},
+		{"pairedMessageId too long", ibRoute, ibText(`"pairedMessageId":"` + long + `",`), 200, "results[0].pairedMessageId is longer"},
 		{"context.id with NUL", ibRoute,
 			`{"results":[{"from":"1","to":"2","messageId":"m1","message":{"type":"TEXT","text":"x","context":{"id":"abc\u0000x"}}}]}`,
-			400, "results[0].message.context.id contains control characters"},
+			200, "results[0].message.context.id contains control characters"},
 		{"reaction target too long", ibRoute,
 			`{"results":[{"from":"1","to":"2","messageId":"r1","message":{"type":"REACTION","emoji":"👍","messageId":"` + long + `"}}]}`,
-			400, "results[0].message.messageId is longer"},
+			200, "results[0].message.messageId is longer"},
 		{"seen report id too long", ibRoute, `{"results":[` + seen + `,{"messageId":"` + long + `","seenAt":"2018-12-12T11:21:58.251+0000"}]}`,
-			400, "results[1].messageId is longer"},
+			200, "results[1].messageId is longer"},
 		{"seen report id with NUL", ibRoute, `{"results":[` + seen + `,{"messageId":"abc\u0000x","seenAt":"2018-12-12T11:21:58.251+0000"}]}`,
-			400, "results[1].messageId contains control characters"},
+			200, "results[1].messageId contains control characters"},
 		{"delivery report id too long", ibRoute, `{"results":[{"messageId":"` + long + `","status":{"groupName":"DELIVERED"}}]}`,
-			400, "results[0].messageId is longer"},
-		{"from too long", ibRoute, strings.Replace(ibText(""), `"385919998888"`, `"`+digits+`"`, 1), 400, "results[0].from has 40000 digits"},
-		{"to too long", ibRoute, strings.Replace(ibText(""), `"1234"`, `"`+digits+`"`, 1), 400, "results[0].to has 40000 digits"},
+			200, "results[0].messageId is longer"},
+		{"from too long", ibRoute, strings.Replace(ibText(""), `"385919998888"`, `"`+digits+`"`, 1), 200, "results[0].from has 40000 digits"},
+		{"to too long", ibRoute, strings.Replace(ibText(""), `"1234"`, `"`+digits+`"`, 1), 200, "results[0].to has 40000 digits"},
 		{"an id of 512 bytes is fine", ibRoute, strings.Replace(ibText(""), "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ", long[:512], 1), 200, ""},
 	})
 }
@@ -134,15 +144,15 @@ func TestCMTypeErrors(t *testing.T) {
 	}
 	const from = `{"number":"0031612345678"}`
 	runHostile(t, []hostileCase{
-		{"from is a number", "/webhooks/cm", mo(`31612345678`, `{"text":"hi"}`), 400, "from: expected an object, got JSON number"},
-		{"from.number is a number", "/webhooks/cm", mo(`{"number":31612345678}`, `{"text":"hi"}`), 400, "from.number: expected a string, got JSON number"},
-		{"deletedMessage is a number", "/webhooks/cm", mo(from, `{"custom":{"deletedMessage":5}}`), 400,
+		{"from is a number", "/webhooks/cm", mo(`31612345678`, `{"text":"hi"}`), 200, "from: expected an object, got JSON number"},
+		{"from.number is a number", "/webhooks/cm", mo(`{"number":31612345678}`, `{"text":"hi"}`), 200, "from.number: expected a string, got JSON number"},
+		{"deletedMessage is a number", "/webhooks/cm", mo(from, `{"custom":{"deletedMessage":5}}`), 200,
 			"message.custom.deletedMessage: expected a string, got JSON number"},
-		{"interactive is a string", "/webhooks/cm", mo(from, `{"custom":{"interactive":"x"}}`), 400,
+		{"interactive is a string", "/webhooks/cm", mo(from, `{"custom":{"interactive":"x"}}`), 200,
 			"message.custom.interactive: expected an object, got JSON string"},
-		{"button is a string", "/webhooks/cm", mo(from, `{"custom":{"button":"x"}}`), 400,
+		{"button is a string", "/webhooks/cm", mo(from, `{"custom":{"button":"x"}}`), 200,
 			"message.custom.button: expected an object, got JSON string"},
-		{"list_reply id is a number", "/webhooks/cm", mo(from, `{"custom":{"interactive":{"type":"list_reply","list_reply":{"id":7}}}}`), 400,
+		{"list_reply id is a number", "/webhooks/cm", mo(from, `{"custom":{"interactive":{"type":"list_reply","list_reply":{"id":7}}}}`), 200,
 			"message.custom.interactive.list_reply.id: expected a string, got JSON number"},
 		{"status messages is an array", "/webhooks/cm/status", `{"messages":[]}`, 400, "messages: expected an object, got JSON array"},
 	})

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -40,29 +41,45 @@ type ibPost struct {
 }
 
 // ibResult is the union of the three result shapes; which fields are set
-// says which one it is. Fields Infobip sends that we do not use (price,
-// callbackData, messageCount, …) are ignored.
+// says which one it is. Every field declared here is mapped onto the
+// message or report (bulkId only when empty); a result carrying anything
+// else keeps it in providerData (see ibKnown).
 type ibResult struct {
 	// inbound message
-	From            string     `json:"from"`
-	To              string     `json:"to"`
-	IntegrationType string     `json:"integrationType"`
-	ReceivedAt      string     `json:"receivedAt"`
-	MessageID       string     `json:"messageId"`
-	PairedMessageID string     `json:"pairedMessageId"`
-	Message         *ibMessage `json:"message"`
-	Contact         *struct {
-		Name string `json:"name"`
-	} `json:"contact"`
+	From            string      `json:"from"`
+	To              string      `json:"to"`
+	IntegrationType string      `json:"integrationType"`
+	ReceivedAt      string      `json:"receivedAt"`
+	MessageID       string      `json:"messageId"`
+	PairedMessageID string      `json:"pairedMessageId"`
+	Message         *ibMessage  `json:"message"`
+	Contact         *ibContact  `json:"contact"`
+	Identity        *ibIdentity `json:"identity"`
 
 	// delivery report (and seen report: messageId, to, sentAt, seenAt)
 	BulkID  string    `json:"bulkId"`
 	Status  *ibStatus `json:"status"`
 	Error   *ibError  `json:"error"`
+	Price   *ibPrice  `json:"price"`
 	SentAt  string    `json:"sentAt"`
 	DoneAt  string    `json:"doneAt"`
 	SeenAt  *string   `json:"seenAt"`
 	Channel string    `json:"channel"`
+}
+
+type ibContact struct {
+	Name string `json:"name"`
+}
+
+type ibIdentity struct {
+	Acknowledged bool   `json:"acknowledged"`
+	Hash         string `json:"hash"`
+	CreatedAt    string `json:"createdAt"`
+}
+
+type ibPrice struct {
+	PricePerMessage float64 `json:"pricePerMessage"`
+	Currency        string  `json:"currency"`
 }
 
 type ibMessage struct {
@@ -92,10 +109,41 @@ type ibMessage struct {
 	Action    string `json:"action"`
 	MessageID string `json:"messageId"`
 	// Context names the message quoted.
-	Context *struct {
-		ID   string `json:"id"`
-		From string `json:"from"`
-	} `json:"context"`
+	Context  *ibContext  `json:"context"`
+	Referral *ibReferral `json:"referral"`
+	// INFECTED_CONTENT
+	Malware string `json:"malware"`
+	// INTERACTIVE_PAYMENT_CONFIRMATION
+	ReferenceID     string          `json:"referenceId"`
+	PaymentID       string          `json:"paymentId"`
+	Status          string          `json:"status"`
+	Currency        string          `json:"currency"`
+	TotalAmount     json.RawMessage `json:"totalAmount"`
+	TransactionID   string          `json:"transactionId"`
+	TransactionType string          `json:"transactionType"`
+}
+
+type ibContext struct {
+	ID              string `json:"id"`
+	From            string `json:"from"`
+	ReferredProduct *struct {
+		CatalogID         string `json:"catalogId"`
+		ProductRetailerID string `json:"productRetailerId"`
+	} `json:"referredProduct"`
+}
+
+type ibReferral struct {
+	SourceType    string `json:"sourceType"`
+	SourceID      string `json:"sourceId"`
+	SourceURL     string `json:"sourceUrl"`
+	Headline      string `json:"headline"`
+	Body          string `json:"body"`
+	CtwaClickID   string `json:"ctwaClickId"`
+	ReferralMedia *struct {
+		Type         string `json:"type"`
+		URL          string `json:"url"`
+		ThumbnailURL string `json:"thumbnailUrl"`
+	} `json:"referralMedia"`
 }
 
 type ibStatus struct {
@@ -104,6 +152,7 @@ type ibStatus struct {
 	ID          int    `json:"id"`
 	Name        string `json:"name"`
 	Description string `json:"description"`
+	Action      string `json:"action"`
 }
 
 type ibError struct {
@@ -115,6 +164,30 @@ type ibError struct {
 	Permanent   bool   `json:"permanent"`
 }
 
+// ibKnown is every field the handler maps (ibResult's, but bulkId only
+// when empty, which isEmptyJSON already skips). integrationType and channel
+// name WhatsApp, which the route already says.
+var ibKnown = keys{
+	"from": nil, "to": nil, "integrationType": nil, "receivedAt": nil, "messageId": nil,
+	"pairedMessageId": nil, "contact": keys{"name": nil},
+	"identity": keys{"acknowledged": nil, "hash": nil, "createdAt": nil},
+	"status":   keys{"groupId": nil, "groupName": nil, "id": nil, "name": nil, "description": nil, "action": nil},
+	"error":    keys{"groupId": nil, "groupName": nil, "id": nil, "name": nil, "description": nil, "permanent": nil},
+	"price":    keys{"pricePerMessage": nil, "currency": nil},
+	"sentAt":   nil, "doneAt": nil, "seenAt": nil, "channel": nil,
+	"message": keys{
+		"type": nil, "text": nil, "caption": nil, "url": nil, "latitude": nil, "longitude": nil,
+		"name": nil, "address": nil, "contacts": nil, "payload": nil, "id": nil, "title": nil,
+		"description": nil, "response": nil, "catalogId": nil, "productItems": nil, "emoji": nil,
+		"action": nil, "messageId": nil, "malware": nil,
+		"context": keys{"id": nil, "from": nil, "referredProduct": keys{"catalogId": nil, "productRetailerId": nil}},
+		"referral": keys{"sourceType": nil, "sourceId": nil, "sourceUrl": nil, "headline": nil, "body": nil,
+			"ctwaClickId": nil, "referralMedia": keys{"type": nil, "url": nil, "thumbnailUrl": nil}},
+		"referenceId": nil, "paymentId": nil, "status": nil, "currency": nil, "totalAmount": nil,
+		"transactionId": nil, "transactionType": nil,
+	},
+}
+
 // ---- the handler ----
 
 func (h *Handler) infobip(w http.ResponseWriter, r *http.Request, route string) {
@@ -123,40 +196,50 @@ func (h *Handler) infobip(w http.ResponseWriter, r *http.Request, route string) 
 		h.fail(w, r, route, err)
 		return
 	}
-	batch, err := parseInfobip(body)
+	batch, err := parseInfobip(body, h.d.Store.Now())
 	if err != nil {
 		h.fail(w, r, route, err)
 		return
 	}
-	results, _, err := h.d.Store.Ingest(r.Context(), batch.msgs, batch.reports)
+	for i := range batch.quarantine {
+		batch.quarantine[i].Provider, batch.quarantine[i].Route = store.ProviderInfobip, route
+	}
+	res, err := h.d.Store.IngestPost(r.Context(), store.Post{Messages: batch.msgs, Reports: batch.reports, Quarantine: batch.quarantine})
 	if err != nil {
 		h.fail(w, r, route, err)
 		return
 	}
 	dups := 0
-	for _, res := range results {
-		if res.Duplicate {
+	for _, x := range res.Messages {
+		if x.Duplicate {
 			dups++
 		}
 	}
-	h.infobipCounts.count(len(results)-dups, dups)
+	h.infobipCounts.count(len(res.Messages)-dups, dups)
+	h.countQuarantine(store.ProviderInfobip, batch.quarantine)
 	if m := h.d.Metrics; m != nil {
 		for _, rep := range batch.reports {
 			m.InboundReports.WithLabelValues(store.ProviderInfobip, rep.Status).Inc()
 		}
 	}
-	writeAccepted(w, len(results)-dups+len(batch.reports), dups)
+	writeAccepted(w, len(res.Messages)-dups+len(batch.reports), dups, len(batch.quarantine))
 }
 
 // infobipBatch is a validated post, ready for one store call.
 type infobipBatch struct {
-	msgs    []*store.Message
-	reports []store.Report
+	msgs       []*store.Message
+	reports    []store.Report
+	quarantine []store.Quarantined
 }
 
-// parseInfobip decodes and validates a whole post. Any problem is an
-// Invalid error naming results[i] and the field; nothing is half-accepted.
-func parseInfobip(body []byte) (*infobipBatch, error) {
+// parseInfobip decodes a post and validates each result on its own: a
+// result that cannot be understood is quarantined (raw, with the reason),
+// the others are stored. Only a body that is not JSON, or has no results
+// array, is an error (400).
+//
+// The common post (every field one the handler maps) is decoded in one
+// typed pass; anything else takes the slower path result by result.
+func parseInfobip(body []byte, arrival time.Time) (*infobipBatch, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, httpx.Errorf(store.ErrInvalid, "body is empty; expected JSON {\"results\": [...]}")
 	}
@@ -164,84 +247,149 @@ func parseInfobip(body []byte) (*infobipBatch, error) {
 		return nil, httpx.Errorf(store.ErrInvalid, "body is not valid UTF-8")
 	}
 	var post ibPost
-	// Seed 000's own examples carry trailing commas.
-	body, err := httpx.DecodeTolerant(body, func(b []byte) error { return json.Unmarshal(b, &post) })
+	err := decodeKnown(body, &post)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		// Seed 000's own examples carry trailing commas.
+		if fixed, ok := httpx.WithoutTrailingCommas(body); ok {
+			post = ibPost{}
+			if err2 := decodeKnown(fixed, &post); !errors.As(err2, &se) {
+				body, err = fixed, err2
+			}
+		}
+	}
 	if err != nil {
-		return nil, explainDecode(body, err)
+		var se *json.SyntaxError
+		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errTrailing) {
+			return nil, httpx.JSONError(err)
+		}
+		return parseInfobipSlow(body, arrival)
 	}
 	if post.Results == nil {
 		return nil, httpx.Errorf(store.ErrInvalid, "results is missing: expected {\"results\": [...]}")
 	}
 	b := &infobipBatch{}
-	var raws []json.RawMessage // decoded only when a result keeps its raw form
+	var raws []json.RawMessage // split only when a result is kept raw
+	rawOf := func(i int) json.RawMessage {
+		if raws == nil {
+			var p struct{ Results []json.RawMessage }
+			_ = json.Unmarshal(body, &p) // it decoded above, so it decodes again
+			raws = p.Results
+		}
+		if i < len(raws) {
+			return compactJSON(raws[i])
+		}
+		return nil
+	}
 	for i := range *post.Results {
 		res := &(*post.Results)[i]
-		switch {
-		case res.Message != nil:
-			m, err := inboundMessage(i, res)
-			if err != nil {
-				return nil, err
-			}
-			if m.Type == store.TypeUnsupported {
-				if raws == nil {
-					var p struct{ Results []json.RawMessage }
-					_ = json.Unmarshal(body, &p) // it decoded above, so it decodes again
-					raws = p.Results
-				}
-				if i < len(raws) {
-					m.Raw = compactJSON(raws[i])
-				}
-			}
-			b.msgs = append(b.msgs, m)
-		case res.Status != nil:
-			rep, err := deliveryReport(i, res)
-			if err != nil {
-				return nil, err
-			}
-			b.reports = append(b.reports, rep)
-		case res.SeenAt != nil:
-			rep, err := seenReport(i, res)
-			if err != nil {
-				return nil, err
-			}
-			b.reports = append(b.reports, rep)
-		default:
-			return nil, httpx.Errorf(store.ErrInvalid, "results[%d]: cannot tell what it is: an inbound message has \"message\", a delivery report \"status\", a seen report \"seenAt\"", i)
+		var data json.RawMessage
+		if res.BulkID != "" {
+			data = mergeData(nil, "bulkId", res.BulkID)
 		}
+		b.add(i, res, data, arrival, rawOf)
 	}
 	return b, nil
 }
 
-// explainDecode turns a decoding error into one naming the result and
-// field, re-decoding result by result to find which one is wrong.
-func explainDecode(body []byte, err error) error {
-	var te *json.UnmarshalTypeError
-	if !errors.As(err, &te) {
-		return httpx.JSONError(err) // syntax: offset is the useful part
+// errTrailing marks data after the top-level value.
+var errTrailing = errors.New("malformed JSON: unexpected data after the top-level value")
+
+// decodeKnown decodes b into v refusing fields v does not declare, so a
+// post that decodes here needs no providerData.
+func decodeKnown(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
 	}
-	var top map[string]json.RawMessage
-	if json.Unmarshal(body, &top) != nil {
-		return httpx.Errorf(store.ErrInvalid, "body must be a JSON object {\"results\": [...]}, got JSON %s", te.Value)
+	if dec.More() {
+		return errTrailing
 	}
-	var raws []json.RawMessage
-	if json.Unmarshal(top["results"], &raws) != nil {
-		return httpx.Errorf(store.ErrInvalid, "results must be an array of results")
+	return nil
+}
+
+// parseInfobipSlow handles a post with fields the handler does not map, or
+// results of the wrong shape: each result is decoded on its own.
+func parseInfobipSlow(body []byte, arrival time.Time) (*infobipBatch, error) {
+	var top struct {
+		Results *[]json.RawMessage `json:"results"`
 	}
-	for i, raw := range raws {
-		var res ibResult
-		err := json.Unmarshal(raw, &res)
-		if err == nil {
-			continue
-		}
+	if err := json.Unmarshal(body, &top); err != nil {
+		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
 			if te.Field == "" {
-				return httpx.Errorf(store.ErrInvalid, "results[%d] must be an object, got JSON %s", i, te.Value)
+				return nil, httpx.Errorf(store.ErrInvalid, "body must be a JSON object {\"results\": [...]}, got JSON %s", te.Value)
 			}
-			return httpx.Errorf(store.ErrInvalid, "results[%d].%s: expected %s, got JSON %s", i, te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+			return nil, httpx.Errorf(store.ErrInvalid, "results must be an array of results, got JSON %s", te.Value)
 		}
-		return httpx.Errorf(store.ErrInvalid, "results[%d]: %v", i, err)
+		return nil, httpx.JSONError(err)
 	}
-	return httpx.JSONError(err)
+	if top.Results == nil {
+		return nil, httpx.Errorf(store.ErrInvalid, "results is missing: expected {\"results\": [...]}")
+	}
+	b := &infobipBatch{}
+	for i, raw := range *top.Results {
+		raw = compactJSON(raw)
+		var res ibResult
+		if err := json.Unmarshal(raw, &res); err != nil {
+			b.quarantineRaw(raw, decodeReason(i, err))
+			continue
+		}
+		b.add(i, &res, unmapped(raw, ibKnown), arrival, func(int) json.RawMessage { return raw })
+	}
+	return b, nil
+}
+
+// decodeReason names the result and field a decode failed on.
+func decodeReason(i int, err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field == "" {
+			return fmt.Sprintf("results[%d] must be an object, got JSON %s", i, te.Value)
+		}
+		return fmt.Sprintf("results[%d].%s: expected %s, got JSON %s", i, te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+	}
+	return fmt.Sprintf("results[%d]: %v", i, err)
+}
+
+func (b *infobipBatch) quarantineRaw(raw json.RawMessage, reason string) {
+	b.quarantine = append(b.quarantine, store.Quarantined{Reason: reason, Raw: raw})
+}
+
+// add classifies one decoded result; data is its providerData.
+func (b *infobipBatch) add(i int, res *ibResult, data json.RawMessage, arrival time.Time, rawOf func(int) json.RawMessage) {
+	switch {
+	case res.Message != nil:
+		m, err := inboundMessage(i, res, arrival)
+		if err != nil {
+			b.quarantineRaw(rawOf(i), err.Error())
+			return
+		}
+		if m.Type == store.TypeUnsupported {
+			m.Raw = rawOf(i)
+		}
+		if data != nil {
+			m.ProviderData = data
+		}
+		b.msgs = append(b.msgs, m)
+	case res.Status != nil:
+		rep, err := deliveryReport(i, res, arrival)
+		if err != nil {
+			b.quarantineRaw(rawOf(i), err.Error())
+			return
+		}
+		b.reports = append(b.reports, rep)
+	case res.SeenAt != nil:
+		rep, err := seenReport(i, res, arrival)
+		if err != nil {
+			b.quarantineRaw(rawOf(i), err.Error())
+			return
+		}
+		b.reports = append(b.reports, rep)
+	default:
+		b.quarantineRaw(rawOf(i), fmt.Sprintf("results[%d]: cannot tell what it is: an inbound message has \"message\", a delivery report \"status\", a seen report \"seenAt\"", i))
+	}
 }
 
 func jsonKind(goKind string) string {
@@ -268,8 +416,21 @@ func compactJSON(raw json.RawMessage) json.RawMessage {
 	return buf.Bytes()
 }
 
+// optionalTime reads an optional provider time. An unreadable one is not a
+// reason to lose the item: it is replaced by the arrival time and noted.
+func optionalTime(field, v string, arrival time.Time) (t time.Time, note string) {
+	if v == "" {
+		return time.Time{}, ""
+	}
+	t, err := parseTime(v)
+	if err != nil {
+		return arrival.UTC(), fmt.Sprintf("%s %q is not a time we can read; the arrival time is used", field, v)
+	}
+	return t, ""
+}
+
 // inboundMessage maps one inbound result to a store message.
-func inboundMessage(i int, res *ibResult) (*store.Message, error) {
+func inboundMessage(i int, res *ibResult, arrival time.Time) (*store.Message, error) {
 	bad := func(field, format string, args ...any) error {
 		return httpx.Errorf(store.ErrInvalid, "results[%d].%s %s", i, field, fmt.Sprintf(format, args...))
 	}
@@ -299,12 +460,20 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 	if res.Contact != nil {
 		m.ContactName = strings.TrimSpace(res.Contact.Name)
 	}
-	if res.ReceivedAt != "" {
-		t, err := parseTime(res.ReceivedAt)
-		if err != nil {
-			return nil, bad("receivedAt", "%v", err)
-		}
+	if t, note := optionalTime("receivedAt", res.ReceivedAt, arrival); note != "" {
+		m.ReceivedAt, m.Notes = t, append(m.Notes, note)
+	} else {
 		m.ReceivedAt = t
+	}
+	if id := res.Identity; id != nil {
+		m.Identity = &store.Identity{Acknowledged: id.Acknowledged, Hash: id.Hash}
+		if id.CreatedAt != "" {
+			if t, err := parseTime(id.CreatedAt); err == nil {
+				m.Identity.CreatedAt = t
+			} else {
+				m.Notes = append(m.Notes, fmt.Sprintf("identity.createdAt %q is not a time we can read", id.CreatedAt))
+			}
+		}
 	}
 	msg := res.Message
 	quoted, quotedField := res.PairedMessageID, "pairedMessageId"
@@ -316,6 +485,17 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 			return nil, bad(quotedField, "%s", p)
 		}
 		m.ReplyTo = &store.ReplyRef{ExternalID: quoted}
+	}
+	if msg.Context != nil && msg.Context.ReferredProduct != nil {
+		rp := msg.Context.ReferredProduct
+		m.ReferredProduct = &store.ReferredProduct{CatalogID: rp.CatalogID, ProductRetailerID: rp.ProductRetailerID}
+	}
+	if rf := msg.Referral; rf != nil {
+		m.Referral = &store.Referral{SourceType: rf.SourceType, SourceID: rf.SourceID, SourceURL: rf.SourceURL,
+			Headline: rf.Headline, Body: rf.Body, CtwaClickID: rf.CtwaClickID}
+		if md := rf.ReferralMedia; md != nil {
+			m.Referral.MediaType, m.Referral.MediaURL, m.Referral.ThumbnailURL = strings.ToLower(md.Type), md.URL, md.ThumbnailURL
+		}
 	}
 	media := func(typ string) error {
 		if msg.URL == "" {
@@ -341,10 +521,15 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 		}
 		// Seed 000: a document's caption is its file name.
 		m.Media.FileName = msg.Caption
-	case "AUDIO", "VOICE":
+	case "AUDIO":
 		if err := media(store.TypeAudio); err != nil {
 			return nil, err
 		}
+	case "VOICE":
+		if err := media(store.TypeAudio); err != nil {
+			return nil, err
+		}
+		m.Voice = true
 	case "VIDEO":
 		if err := media(store.TypeVideo); err != nil {
 			return nil, err
@@ -364,7 +549,7 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 		if len(c) == 0 || c[0] != '[' {
 			return nil, bad("message.contacts", "must be an array of contacts")
 		}
-		m.Type, m.Contacts = store.TypeContacts, compactJSON(c)
+		m.Type, m.Contacts = store.TypeContacts, normalizeContacts(c)
 	case "BUTTON":
 		m.Type, m.Text = store.TypeButton, msg.Text
 		m.Interactive = &store.Interactive{Type: "button", Title: msg.Text, Payload: msg.Payload}
@@ -377,6 +562,17 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 	case "INTERACTIVE_FLOW_REPLY":
 		m.Type, m.Text = store.TypeInteractive, msg.Text
 		m.Interactive = &store.Interactive{Type: "nfm_reply", Title: msg.Text, Response: flowResponse(msg.Response)}
+	case "INTERACTIVE_PAYMENT_CONFIRMATION":
+		m.Type = store.TypeInteractive
+		m.Interactive = paymentConfirmation(msg)
+	case "INFECTED_CONTENT":
+		// WhatsApp withheld the attachment: the customer sent something,
+		// and the agent must see that, and why nothing can be shown.
+		m.Type, m.Text = store.TypeError, msg.Text
+		m.Error = "infected content: WhatsApp withheld the attachment"
+		if msg.Malware != "" {
+			m.Error += " (malware: " + msg.Malware + ")"
+		}
 	case "ORDER":
 		if msg.CatalogID == "" {
 			return nil, bad("message.catalogId", "is required for ORDER")
@@ -385,11 +581,7 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 		if len(items) == 0 || items[0] != '[' {
 			return nil, bad("message.productItems", "must be an array of products")
 		}
-		order, err := json.Marshal(struct {
-			CatalogID    string          `json:"catalogId"`
-			ProductItems json.RawMessage `json:"productItems"`
-			Text         string          `json:"text,omitempty"`
-		}{msg.CatalogID, compactJSON(items), msg.Text})
+		order, err := normalizeOrder(msg.CatalogID, items, msg.Text)
 		if err != nil {
 			return nil, bad("message.productItems", "%v", err)
 		}
@@ -418,6 +610,33 @@ func inboundMessage(i int, res *ibResult) (*store.Message, error) {
 		m.Type, m.Text = store.TypeUnsupported, msg.Text
 	}
 	return m, nil
+}
+
+// paymentConfirmation maps INTERACTIVE_PAYMENT_CONFIRMATION: the payment's
+// fields go whole into the response, the status and amount into the title.
+func paymentConfirmation(msg *ibMessage) *store.Interactive {
+	p := struct {
+		ReferenceID     string          `json:"referenceId,omitempty"`
+		PaymentID       string          `json:"paymentId,omitempty"`
+		Status          string          `json:"status,omitempty"`
+		Currency        string          `json:"currency,omitempty"`
+		TotalAmount     json.RawMessage `json:"totalAmount,omitempty"`
+		TransactionID   string          `json:"transactionId,omitempty"`
+		TransactionType string          `json:"transactionType,omitempty"`
+	}{msg.ReferenceID, msg.PaymentID, msg.Status, msg.Currency, nil, msg.TransactionID, msg.TransactionType}
+	if !isEmptyJSON(msg.TotalAmount) {
+		p.TotalAmount = compactJSON(msg.TotalAmount)
+	}
+	resp, _ := json.Marshal(p)
+	title := "payment " + strings.ToLower(msg.Status)
+	var amt struct {
+		Value  float64 `json:"value"`
+		Offset int     `json:"offset"`
+	}
+	if json.Unmarshal(msg.TotalAmount, &amt) == nil && amt.Offset >= 0 && amt.Offset < 10 {
+		title += fmt.Sprintf(": %.*f %s", amt.Offset, amt.Value/math.Pow10(amt.Offset), msg.Currency)
+	}
+	return &store.Interactive{Type: "payment_confirmation", ID: msg.ReferenceID, Title: strings.TrimSpace(title), Response: resp}
 }
 
 func location(msg *ibMessage, bad func(field, format string, args ...any) error) (*store.Location, error) {
@@ -468,7 +687,7 @@ var ibGroupStatus = map[string]string{
 	"REJECTED":      store.StatusFailed,
 }
 
-func deliveryReport(i int, res *ibResult) (store.Report, error) {
+func deliveryReport(i int, res *ibResult, arrival time.Time) (store.Report, error) {
 	bad := func(field, format string, args ...any) error {
 		return httpx.Errorf(store.ErrInvalid, "results[%d].%s %s", i, field, fmt.Sprintf(format, args...))
 	}
@@ -479,17 +698,17 @@ func deliveryReport(i int, res *ibResult) (store.Report, error) {
 		return store.Report{}, bad("messageId", "%s", p)
 	}
 	// The event's time is when the report's state was reached: doneAt,
-	// else sentAt. Both are checked so a bad one is never ignored.
+	// else sentAt. An unreadable one is noted and the arrival time used.
 	var at time.Time
+	var notes []string
 	for _, f := range []struct{ name, v string }{{"sentAt", res.SentAt}, {"doneAt", res.DoneAt}} {
-		if f.v == "" {
-			continue
+		t, note := optionalTime(f.name, f.v, arrival)
+		if note != "" {
+			notes = append(notes, note)
 		}
-		t, err := parseTime(f.v)
-		if err != nil {
-			return store.Report{}, bad(f.name, "%v", err)
+		if !t.IsZero() {
+			at = t
 		}
-		at = t
 	}
 	st := res.Status
 	group := strings.ToUpper(strings.TrimSpace(st.GroupName))
@@ -509,6 +728,11 @@ func deliveryReport(i int, res *ibResult) (store.Report, error) {
 		GroupName:   group,
 		Name:        st.Name,
 		Description: st.Description,
+		Action:      st.Action,
+		Note:        strings.Join(notes, "; "),
+	}
+	if res.Price != nil && (res.Price.PricePerMessage != 0 || res.Price.Currency != "") {
+		rep.Price = &store.Price{PricePerMessage: res.Price.PricePerMessage, Currency: res.Price.Currency}
 	}
 	if status == store.StatusFailed {
 		rep.Reason = failureReason(st, res.Error)
@@ -546,21 +770,25 @@ func failureReason(st *ibStatus, e *ibError) string {
 	return reason
 }
 
-func seenReport(i int, res *ibResult) (store.Report, error) {
+func seenReport(i int, res *ibResult, arrival time.Time) (store.Report, error) {
 	if strings.TrimSpace(res.MessageID) == "" {
 		return store.Report{}, httpx.Errorf(store.ErrInvalid, "results[%d].messageId is required", i)
 	}
 	if p := refProblem(res.MessageID); p != "" {
 		return store.Report{}, httpx.Errorf(store.ErrInvalid, "results[%d].messageId %s", i, p)
 	}
-	if res.SentAt != "" {
-		if _, err := parseTime(res.SentAt); err != nil {
-			return store.Report{}, httpx.Errorf(store.ErrInvalid, "results[%d].sentAt %v", i, err)
-		}
+	var notes []string
+	if _, note := optionalTime("sentAt", res.SentAt, arrival); note != "" {
+		notes = append(notes, note)
 	}
-	at, err := parseTime(*res.SeenAt)
-	if err != nil {
-		return store.Report{}, httpx.Errorf(store.ErrInvalid, "results[%d].seenAt %v", i, err)
+	seen := *res.SeenAt
+	if seen == "" {
+		seen = "(empty)"
 	}
-	return store.Report{Provider: store.ProviderInfobip, ExternalID: res.MessageID, Status: store.StatusSeen, At: at, Name: "SEEN"}, nil
+	at, note := optionalTime("seenAt", seen, arrival)
+	if note != "" {
+		notes = append(notes, note)
+	}
+	return store.Report{Provider: store.ProviderInfobip, ExternalID: res.MessageID, Status: store.StatusSeen, At: at,
+		Name: "SEEN", Note: strings.Join(notes, "; ")}, nil
 }

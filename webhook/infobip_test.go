@@ -65,8 +65,10 @@ type ibCase struct {
 	status     int // 200 unless set
 	accepted   int
 	duplicates int
-	errHas     []string // fragments of {"error"} for 4xx cases
-	check      func(t *testing.T, e *testEnv)
+	// quarantined counts results kept raw; errHas then names their reason.
+	quarantined int
+	errHas      []string // fragments of {"error"} for 4xx cases
+	check       func(t *testing.T, e *testEnv)
 }
 
 func TestInfobipPosts(t *testing.T) {
@@ -356,35 +358,50 @@ func TestInfobipPosts(t *testing.T) {
 			require.Equal(t, store.StatusSeen, e.byExternalID(t, "out-dlr-1").Status)
 		}},
 
-		// ---- bad input: 4xx naming the problem, nothing stored ----
+		// ---- bad input: only a body that is not JSON, or has no results
+		// array, is refused (4xx naming the problem, nothing stored) ----
 		{name: "not JSON", file: "bad_not_json.json", status: 400, errHas: []string{"malformed JSON"}},
 		{name: "truncated JSON", file: "bad_truncated.json", status: 400, errHas: []string{"malformed JSON"}},
 		{name: "results missing", file: "bad_results_missing.json", status: 400, errHas: []string{"results is missing"}},
 		{name: "results null", file: "bad_results_null.json", status: 400, errHas: []string{"results is missing"}},
 		{name: "results not an array", file: "bad_results_not_array.json", status: 400, errHas: []string{"results must be an array"}},
 		{name: "body is an array", file: "bad_body_array.json", status: 400, errHas: []string{"body must be a JSON object"}},
-		{name: "a result that is not an object", file: "bad_result_not_object.json", status: 400, errHas: []string{"results[1] must be an object"},
-			check: func(t *testing.T, e *testEnv) { e.noMessage(t, "wamid.ok-0") }},
-		{name: "a result without messageId", file: "bad_no_message_id.json", status: 400, errHas: []string{"results[1].messageId is required"},
-			check: func(t *testing.T, e *testEnv) { e.noMessage(t, "wamid.ok-1") }},
-		{name: "a result without from", file: "bad_no_from.json", status: 400, errHas: []string{"results[0].from is required"}},
-		{name: "from of the wrong type", file: "bad_from_number.json", status: 400, errHas: []string{"results[0].from: expected a string, got JSON number"}},
-		{name: "unparseable receivedAt", file: "bad_received_at.json", status: 400, errHas: []string{"results[0].receivedAt", "19/07/2019 11:21", "not a timestamp"}},
-		{name: "unparseable seenAt", file: "bad_seen_at.json", status: 400, errHas: []string{"results[0].seenAt", "not a timestamp"}, outbound: []string{"out-dlr-1"},
+
+		// ---- a result that cannot be understood is quarantined; the good
+		// ones beside it are stored (issue 12 item 4) ----
+		{name: "a result that is not an object", file: "bad_result_not_object.json", accepted: 1, quarantined: 1, errHas: []string{"results[1] must be an object"},
+			check: func(t *testing.T, e *testEnv) { e.byExternalID(t, "wamid.ok-0") }},
+		{name: "a result without messageId", file: "bad_no_message_id.json", accepted: 1, quarantined: 1, errHas: []string{"results[1].messageId is required"},
+			check: func(t *testing.T, e *testEnv) { e.byExternalID(t, "wamid.ok-1") }},
+		{name: "a result without from", file: "bad_no_from.json", quarantined: 1, errHas: []string{"results[0].from is required"}},
+		{name: "from of the wrong type", file: "bad_from_number.json", quarantined: 1, errHas: []string{"results[0].from: expected a string, got JSON number"}},
+		{name: "latitude out of range", file: "bad_latitude.json", quarantined: 1, errHas: []string{"results[0].message.latitude", "91.5", "out of range"}},
+		{name: "longitude out of range", file: "bad_longitude.json", quarantined: 1, errHas: []string{"results[0].message.longitude", "-180.01", "out of range"}},
+		{name: "a result that is neither message nor report", file: "bad_unclassifiable.json", quarantined: 1, errHas: []string{"results[0]: cannot tell what it is"}},
+		{name: "a report without messageId", file: "bad_report_no_message_id.json", quarantined: 1, errHas: []string{"results[0].messageId is required"}},
+		{name: "media without url", file: "bad_media_no_url.json", quarantined: 1, errHas: []string{"results[0].message.url is required for IMAGE"}},
+		{name: "message without type", file: "bad_no_type.json", quarantined: 1, errHas: []string{"results[0].message.type is required"}},
+
+		// ---- an unreadable optional time is noted and replaced by the
+		// arrival time (issue 12 item 14) ----
+		{name: "unparseable receivedAt", file: "bad_received_at.json", accepted: 1, check: func(t *testing.T, e *testEnv) {
+			ms, err := e.Store.MessagesByExternalID("wamid.badtime-1")
+			require.NoError(t, err)
+			require.Len(t, ms, 1)
+			require.WithinDuration(t, time.Now(), ms[0].ReceivedAt, time.Minute)
+			require.Contains(t, strings.Join(ms[0].Notes, " "), `receivedAt "19/07/2019 11:21" is not a time we can read`)
+		}},
+		{name: "unparseable seenAt", file: "bad_seen_at.json", accepted: 1, outbound: []string{"out-dlr-1"},
 			check: func(t *testing.T, e *testEnv) {
-				require.Equal(t, store.StatusQueued, e.byExternalID(t, "out-dlr-1").Status)
+				m := e.byExternalID(t, "out-dlr-1")
+				require.Equal(t, store.StatusSeen, m.Status)
+				require.Contains(t, findEvent(t, m, store.StatusSeen).Note, "seenAt")
 			}},
-		{name: "unparseable doneAt", file: "bad_done_at.json", status: 400, errHas: []string{"results[0].doneAt", "not a timestamp"}},
-		{name: "latitude out of range", file: "bad_latitude.json", status: 400, errHas: []string{"results[0].message.latitude", "91.5", "out of range"}},
-		{name: "longitude out of range", file: "bad_longitude.json", status: 400, errHas: []string{"results[0].message.longitude", "-180.01", "out of range"}},
-		{name: "a result that is neither message nor report", file: "bad_unclassifiable.json", status: 400, errHas: []string{"results[0]: cannot tell what it is"}},
-		{name: "a report without messageId", file: "bad_report_no_message_id.json", status: 400, errHas: []string{"results[0].messageId is required"}},
-		{name: "media without url", file: "bad_media_no_url.json", status: 400, errHas: []string{"results[0].message.url is required for IMAGE"}},
-		{name: "message without type", file: "bad_no_type.json", status: 400, errHas: []string{"results[0].message.type is required"}},
-		{name: "a bad report in a mixed post stores nothing", file: "bad_mixed_report.json", status: 400, errHas: []string{"results[1].doneAt"}, outbound: []string{"out-dlr-1"},
+		{name: "unparseable doneAt", file: "bad_done_at.json", accepted: 1},
+		{name: "a bad time in a mixed post loses nothing", file: "bad_mixed_report.json", accepted: 2, outbound: []string{"out-dlr-1"},
 			check: func(t *testing.T, e *testEnv) {
-				e.noMessage(t, "wamid.mixed-in-1")
-				require.Equal(t, store.StatusQueued, e.byExternalID(t, "out-dlr-1").Status)
+				e.byExternalID(t, "wamid.mixed-in-1")
+				require.NotEqual(t, store.StatusQueued, e.byExternalID(t, "out-dlr-1").Status)
 			}},
 	}
 	for i, tc := range cases {
@@ -412,8 +429,19 @@ func TestInfobipPosts(t *testing.T) {
 			require.Equal(t, want, a.Status, "answer: %s", a.Body)
 			require.Contains(t, a.Header.Get("Content-Type"), "application/json")
 			if want == http.StatusOK {
-				require.JSONEq(t, fmt.Sprintf(`{"accepted":%d,"duplicates":%d}`, tc.accepted, tc.duplicates), string(a.Body))
+				require.JSONEq(t, fmt.Sprintf(`{"accepted":%d,"duplicates":%d,"quarantined":%d}`, tc.accepted, tc.duplicates, tc.quarantined), string(a.Body))
 				require.EqualValues(t, 1, counterValue(t, e.Metrics.InboundPosts, "infobip")-float64(len(tc.before)))
+				q, _, err := e.Store.Quarantine(50, "")
+				require.NoError(t, err)
+				require.Len(t, q, tc.quarantined)
+				require.EqualValues(t, tc.quarantined, counterValue(t, e.Metrics.Quarantined, "infobip"))
+				for _, frag := range tc.errHas {
+					require.Contains(t, q[0].Reason, frag)
+				}
+				if tc.quarantined > 0 {
+					require.Equal(t, route, q[0].Route)
+					require.True(t, json.Valid(q[0].Raw), "the raw result is kept as JSON")
+				}
 			} else {
 				msg := a.ErrorText(t)
 				for _, frag := range tc.errHas {
@@ -533,26 +561,36 @@ func manyResults(n, bad int) []byte {
 	return b.Bytes()
 }
 
-func TestInfobipManyResultsAllOrNothing(t *testing.T) {
+// One bad result among 300 holds nothing back: the 299 are stored, the bad
+// one is quarantined, and a resend of the whole post changes nothing.
+func TestInfobipOneBadResultAmongMany(t *testing.T) {
 	e := newTestEnv(t)
 	a := e.post(t, ibRoute, manyResults(300, 237))
-	require.Equal(t, http.StatusBadRequest, a.Status)
-	require.Contains(t, a.ErrorText(t), "results[237].message.latitude")
-	require.EqualValues(t, 0, e.messageCount(t))
-	for _, ext := range []string{"wamid.many-0000", "wamid.many-0236", "wamid.many-0299"} {
-		e.noMessage(t, ext)
-	}
+	require.Equal(t, http.StatusOK, a.Status, "%s", a.Body)
+	require.JSONEq(t, `{"accepted":299,"duplicates":0,"quarantined":1}`, string(a.Body))
+	require.EqualValues(t, 299, e.messageCount(t))
+	e.noMessage(t, "wamid.many-0237")
+	require.Equal(t, "message 236", e.byExternalID(t, "wamid.many-0236").Text)
+	q, _, err := e.Store.Quarantine(10, "")
+	require.NoError(t, err)
+	require.Len(t, q, 1)
+	require.Contains(t, q[0].Reason, "results[237].message.latitude")
+	require.Contains(t, string(q[0].Raw), "wamid.many-0237")
 
+	// Resent whole: every good one a duplicate, the bad one counted again.
+	a = e.post(t, ibRoute, manyResults(300, 237))
+	require.JSONEq(t, `{"accepted":0,"duplicates":299,"quarantined":1}`, string(a.Body))
+	q, _, err = e.Store.Quarantine(10, "")
+	require.NoError(t, err)
+	require.Len(t, q, 1)
+	require.Equal(t, 2, q[0].Count)
+
+	// Resent whole and well-formed: only the missing one is new.
 	a = e.post(t, ibRoute, manyResults(300, -1))
 	require.Equal(t, http.StatusOK, a.Status, "%s", a.Body)
-	require.JSONEq(t, `{"accepted":300,"duplicates":0}`, string(a.Body))
+	require.JSONEq(t, `{"accepted":1,"duplicates":299,"quarantined":0}`, string(a.Body))
 	require.EqualValues(t, 300, e.messageCount(t))
 	require.Equal(t, "message 237", e.byExternalID(t, "wamid.many-0237").Text)
-
-	// Resent whole: every one a duplicate, nothing written.
-	a = e.post(t, ibRoute, manyResults(300, -1))
-	require.JSONEq(t, `{"accepted":0,"duplicates":300}`, string(a.Body))
-	require.EqualValues(t, 300, e.messageCount(t))
 	e.requireClean(t)
 }
 
@@ -601,7 +639,7 @@ func TestInfobipSeenBeforeDeliveryBeforeMessage(t *testing.T) {
 	for _, f := range []string{"seen_then_delivered_seen.json", "seen_then_delivered_dlr.json"} {
 		a := e.post(t, ibRoute, fixture(t, "infobip", f))
 		require.Equal(t, http.StatusOK, a.Status, "%s: %s", f, a.Body)
-		require.JSONEq(t, `{"accepted":1,"duplicates":0}`, string(a.Body), "a parked report is accepted")
+		require.JSONEq(t, `{"accepted":1,"duplicates":0,"quarantined":0}`, string(a.Body), "a parked report is accepted")
 	}
 	e.noMessage(t, "out-race-1")
 

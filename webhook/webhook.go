@@ -140,28 +140,44 @@ var (
 	noSniff         = []string{"nosniff"}
 )
 
-// writeAccepted is the answer to a post whose store write is durable.
-func writeAccepted(w http.ResponseWriter, accepted, duplicates int) {
+// countQuarantine counts quarantined items by provider.
+func (h *Handler) countQuarantine(provider string, q []store.Quarantined) {
+	if h.d.Metrics != nil && len(q) > 0 {
+		h.d.Metrics.Quarantined.WithLabelValues(provider).Add(float64(len(q)))
+	}
+}
+
+// writeAccepted is the answer to a post whose store write is durable:
+// accepted items, resent ones recognised, and items quarantined.
+func writeAccepted(w http.ResponseWriter, accepted, duplicates, quarantined int) {
 	// Formatted by hand: this answer is on every webhook's hot path.
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["X-Content-Type-Options"] = noSniff
 	w.WriteHeader(http.StatusOK)
-	b := make([]byte, 0, 48)
+	b := make([]byte, 0, 64)
 	b = append(b, `{"accepted":`...)
 	b = strconv.AppendInt(b, int64(accepted), 10)
 	b = append(b, `,"duplicates":`...)
 	b = strconv.AppendInt(b, int64(duplicates), 10)
+	b = append(b, `,"quarantined":`...)
+	b = strconv.AppendInt(b, int64(quarantined), 10)
 	_, _ = w.Write(append(b, "}\n"...))
 }
 
 // timeLayouts are the provider timestamp shapes accepted: Infobip's
-// 2019-07-19T11:21:27.861+0000 (not RFC 3339: no colon in the offset) and
-// RFC 3339 itself. Fractional seconds are optional in both when parsing.
-var timeLayouts = []string{"2006-01-02T15:04:05Z0700", time.RFC3339}
+// 2019-07-19T11:21:27.861+0000 (not RFC 3339: no colon in the offset), RFC
+// 3339 (+02:00 or Z), an hour-only offset (+02) as Infobip's clients print
+// it, and no zone at all, which is UTC. Fractional seconds of any length
+// (milliseconds, microseconds, …) are optional in all of them.
+var timeLayouts = []string{
+	"2006-01-02T15:04:05Z0700", time.RFC3339, "2006-01-02T15:04:05Z07", "2006-01-02T15:04:05",
+	"2006-01-02 15:04:05Z0700", "2006-01-02 15:04:05Z07:00", "2006-01-02 15:04:05",
+}
 
 // parseTime reads a provider timestamp into UTC.
 func parseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
 			if !storableTime(t.UTC()) {

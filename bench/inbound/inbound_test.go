@@ -43,8 +43,8 @@ const seedText = `{
 
 // The answers every post of one new (or resent) message must get.
 const (
-	newAnswer = `{"accepted":1,"duplicates":0}`
-	dupAnswer = `{"accepted":0,"duplicates":1}`
+	newAnswer = `{"accepted":1,"duplicates":0,"quarantined":0}`
+	dupAnswer = `{"accepted":0,"duplicates":1,"quarantined":0}`
 )
 
 const (
@@ -229,7 +229,7 @@ func bareHandler(db *bolt.DB) http.Handler {
 			}
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		fmt.Fprintf(w, `{"accepted":%d,"duplicates":%d}`+"\n", accepted, dups)
+		fmt.Fprintf(w, `{"accepted":%d,"duplicates":%d,"quarantined":0}`+"\n", accepted, dups)
 	})
 }
 
