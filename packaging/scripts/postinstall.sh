@@ -41,6 +41,8 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 		echo "imchannel: edit /etc/imchannel/imchannel.toml (credentials, provider), then systemctl restart imchannel."
 		echo "imchannel: hourly checked backups go to /var/lib/imchannel/backups; copy backups/imchannel-latest.db with your own backup tool."
 	fi
+elif [ "$upgrade" = yes ]; then
+	echo "imchannel: systemd is not running here: restart imchannel yourself to run the new binary."
 else
 	echo "imchannel: systemd is not running here; the service was not started."
 	echo "imchannel: run it as the user imchannel: imchannel serve --config /etc/imchannel/imchannel.toml (the file must be readable by that user)"
