@@ -188,3 +188,27 @@ func breakThread(t *testing.T, path string) {
 	}))
 	require.NoError(t, db.Close())
 }
+
+// Restoring where no file is yet keeps nothing aside; restoring over a
+// file gives the new one the old one's mode.
+func TestOpsRestoreNewFileAndMode(t *testing.T) {
+	backup := fixtureDB(t)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "imchannel.db")
+	code, stdout, stderr := inProcess(t, "restore", backup, "--db", db)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, db+" did not exist; nothing to keep")
+	require.Equal(t, []string{"imchannel.db"}, dirNames(t, dir))
+	fi, err := os.Stat(db)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	require.NoError(t, os.Chmod(db, 0o640))
+	code, stdout, stderr = inProcess(t, "restore", backup, "--db", db)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "kept the current file as "+db+".pre-restore-")
+	fi, err = os.Stat(db)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "the restored file keeps the mode of the one it replaces")
+	require.Len(t, dirNames(t, dir), 2)
+}
