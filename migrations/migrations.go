@@ -28,6 +28,7 @@ func Steps() []Step {
 	return []Step{
 		{1, "create the conversation, message, index, outbox and media buckets", v1CreateBuckets},
 		{2, "create the quarantine buckets for provider items that could not be understood", v2Quarantine},
+		{3, "create the events log and the relay buckets", v3CreateEventBuckets},
 	}
 }
 
@@ -119,6 +120,19 @@ var v2Buckets = []string{"quarantine", "quarantine_hash"}
 
 func v2Quarantine(tx *bolt.Tx) error {
 	for _, name := range v2Buckets {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// v3Buckets hold the append-only events log, its per-conversation index,
+// and each relay target's cursor and quarantined events.
+var v3Buckets = []string{"events", "event_conv", "relay", "relay_quarantine"}
+
+func v3CreateEventBuckets(tx *bolt.Tx) error {
+	for _, name := range v3Buckets {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

@@ -29,6 +29,14 @@ var stepTests = map[uint64]func(t *testing.T, db *bolt.DB){
 			return nil
 		}))
 	},
+	3: func(t *testing.T, db *bolt.DB) {
+		require.NoError(t, db.View(func(tx *bolt.Tx) error {
+			for _, name := range append(append(v1Buckets, v2Buckets...), v3Buckets...) {
+				require.NotNil(t, tx.Bucket([]byte(name)), "bucket %s", name)
+			}
+			return nil
+		}))
+	},
 }
 
 func openTemp(t *testing.T) *bolt.DB {

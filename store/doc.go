@@ -1,7 +1,7 @@
 // Package store is imchannel's domain: conversations, messages, status
 // timelines, the outbox and media, persisted in one bbolt file.
 //
-// Bucket tree (schema 2; keys → values, "+" is concatenation, ids are
+// Bucket tree (schema 3; keys → values, "+" is concatenation, ids are
 // 26-character ULID strings, t8 is a big-endian uint64 of unix nanoseconds):
 //
 //	meta/
@@ -56,6 +56,18 @@
 //	                                   understood: raw, reason, route, times
 //	quarantine_hash/
 //	  sha256(route+0x00+raw) → ULID    one entry per distinct item
+//	events/                            (schema 3, events.go)
+//	  u64(seq)       → EventRecord JSON append-only log of changes, written in
+//	                                   the transaction of the change; seq from
+//	                                   the bucket's NextSequence, never reused
+//	event_conv/
+//	  convID+u64(seq) → ""             a conversation's events, for erasure
+//	relay/
+//	  target name    → RelayState JSON a relay target's cursor and counters
+//	relay_quarantine/
+//	  target+0x00+u64(seq) → RelayQuarantined JSON events a target refused (4xx)
+//
+// meta also holds events_purged → uint64, the highest sequence removed by age.
 //
 // Exported methods own their transaction; unexported helpers take a *Tx.
 // All writes go through Update, which batches concurrent writers into one

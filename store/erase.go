@@ -343,6 +343,9 @@ func (s *Store) EraseNumber(ctx context.Context, number string) (int, error) {
 		if err := t.dropPendingFrom(n); err != nil {
 			return err
 		}
+		if err := t.eraseEvents(convIDs, NumberHash(n)); err != nil {
+			return err
+		}
 		return t.appendAudit(AuditLine{Action: "erase", NumberSHA256: NumberHash(n), Count: total})
 	})
 	return total, err

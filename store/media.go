@@ -290,7 +290,10 @@ func (s *Store) MarkMediaFetched(ctx context.Context, id string, src BlobSource,
 		}
 		t.Notify(Change{Kind: "media", MessageID: md.MessageID})
 		out = md
-		return t.putMedia(md)
+		if err := t.putMedia(md); err != nil {
+			return err
+		}
+		return t.logEvent(EventRecord{Type: EventMediaCached, MessageID: md.MessageID})
 	})
 	return out, err
 }
@@ -346,7 +349,10 @@ func (s *Store) MarkMediaFailed(ctx context.Context, id, state, reason string) e
 			}
 		}
 		t.Notify(Change{Kind: "media", MessageID: md.MessageID})
-		return t.putMedia(md)
+		if err := t.putMedia(md); err != nil {
+			return err
+		}
+		return t.logEvent(EventRecord{Type: EventMediaFailed, MessageID: md.MessageID})
 	})
 }
 

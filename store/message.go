@@ -314,6 +314,9 @@ func (t *Tx) insert(m *Message) (Result, error) {
 	if m.Direction == Outbound {
 		t.Notify(Change{Kind: "outbox", ConversationID: c.ID, MessageID: m.ID})
 	}
+	if err := t.logEvent(EventRecord{Type: createdEvent(m), ConversationID: c.ID, MessageID: m.ID}); err != nil {
+		return Result{}, err
+	}
 	// Whatever waited for this message can now be applied.
 	if err := t.resolvePending(m.Provider, m.ExternalID, m.ID); err != nil {
 		return Result{}, err
@@ -572,7 +575,7 @@ func (t *Tx) tombstone(m *Message) error {
 		return err
 	}
 	t.Notify(Change{Kind: "message", ConversationID: m.ConversationID, MessageID: m.ID})
-	return nil
+	return t.logEvent(EventRecord{Type: EventMessageDeleted, ConversationID: m.ConversationID, MessageID: m.ID})
 }
 
 // ---- status timelines ----
@@ -668,7 +671,7 @@ func (t *Tx) applyEvent(m *Message, e Event) error {
 		}
 	}
 	t.Notify(Change{Kind: "status", ConversationID: m.ConversationID, MessageID: m.ID})
-	return nil
+	return t.logEvent(EventRecord{Type: EventMessageStatus, ConversationID: m.ConversationID, MessageID: m.ID, Status: &e})
 }
 
 // ReportResult says what became of one report.

@@ -63,6 +63,8 @@ type Store struct {
 	durable atomic.Uint64
 
 	hub hub
+	// feed wakes readers of the events log after a commit appended to it.
+	feed feedSignal
 	// reads caches decoded messages for the agents' read paths.
 	reads *readCache
 
@@ -239,6 +241,8 @@ type Tx struct {
 	s     *Store
 	now   time.Time
 	notes []Change
+	// logged is set when the op appended to the events log.
+	logged bool
 }
 
 // Now is the commit's clock reading.
@@ -320,6 +324,7 @@ func (s *Store) commit(batch []*op) {
 		var failErr error
 		var notes []Change
 		var txid int
+		logged := false
 		err := s.db.Update(func(btx *bolt.Tx) error {
 			txid = btx.ID()
 			now := s.now()
@@ -330,6 +335,7 @@ func (s *Store) commit(batch []*op) {
 					return err
 				}
 				notes = append(notes, t.notes...)
+				logged = logged || t.logged
 			}
 			return nil
 		})
@@ -343,6 +349,9 @@ func (s *Store) commit(batch []*op) {
 				o.done <- nil
 			}
 			s.hub.publish(notes)
+			if logged {
+				s.feed.fire()
+			}
 			return
 		}
 		if failed >= 0 {
