@@ -33,6 +33,7 @@ func (a *app) registerComponents(r *mux.Router) {
 		Creds:      a.agentCreds(),
 		LastBackup: a.store.LastBackup,
 		Location:   a.location(),
+		Relays:     a.relayStatus(),
 	})).Register(r)
 }
 
@@ -53,6 +54,7 @@ func (a *app) workers() []func(context.Context) {
 	if a.cfg.Retention.Days > 0 {
 		ws = append(ws, a.retentionWorker)
 	}
+	ws = append(ws, a.relay.Run, a.eventsRetentionWorker)
 	if a.cfg.Backup.Dir != "" {
 		ws = append(ws, a.backupWorker)
 	}

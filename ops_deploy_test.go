@@ -82,7 +82,11 @@ func TestOpsSampleConfig(t *testing.T) {
 	// The examples (one agent, one scenarioKey) are not defaults.
 	require.Len(t, got.Agents, 1)
 	require.Len(t, got.Provider.Numbers, 1)
-	got.Agents, got.Provider.Numbers = nil, nil
+	require.Len(t, got.Relay, 1)
+	def := config.RelayDefaults()
+	require.Equal(t, []any{def.Format, def.Timeout, def.MaxBackoff}, []any{got.Relay[0].Format, got.Relay[0].Timeout, got.Relay[0].MaxBackoff},
+		"the relay example states the per-target defaults")
+	got.Agents, got.Provider.Numbers, got.Relay = nil, nil, nil
 	require.Equal(t, config.Default(), got, "the commented values are the defaults")
 }
 

@@ -23,6 +23,7 @@ import (
 	"imchannel/config"
 	"imchannel/httpx"
 	"imchannel/metrics"
+	"imchannel/relay"
 	"imchannel/store"
 )
 
@@ -169,6 +170,8 @@ type app struct {
 	log     *slog.Logger
 	store   *store.Store
 	metrics *metrics.Metrics
+	// relay hands the events log on to the [[relay]] targets.
+	relay *relay.Relay
 	// observers caches latency series by route, method and status.
 	observers sync.Map
 }
@@ -198,7 +201,9 @@ func newApp(cfg config.Config, log *slog.Logger) (*app, error) {
 	for _, result := range []string{store.MediaCached, store.MediaFailed, store.MediaTooLarge, "retry"} {
 		m.MediaFetches.WithLabelValues(result)
 	}
-	return &app{cfg: cfg, log: log, store: st, metrics: m}, nil
+	a := &app{cfg: cfg, log: log, store: st, metrics: m}
+	a.relay = a.newRelay()
+	return a, nil
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
@@ -329,6 +334,7 @@ func (a *app) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	if st, err := a.store.Stats(); err == nil {
 		a.metrics.OutboxDepth.Set(float64(st.OutboxDepth))
 	}
+	a.relay.UpdateMetrics()
 	// The file on disk, which is what fills the disk: bbolt grows it ahead
 	// of the pages in use (in 16 MiB steps), so the transaction's size
 	// would under-report it.

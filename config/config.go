@@ -50,6 +50,32 @@ type Config struct {
 	Backup    Backup    `toml:"backup"`
 	Retention Retention `toml:"retention"`
 	Web       Web       `toml:"web"`
+	Events    Events    `toml:"events"`
+	Relay     []Relay   `toml:"relay"`
+}
+
+// Events tunes the events log behind GET /api/v1/events and the relay.
+type Events struct {
+	Retention Duration `toml:"retention"` // events older than this are purged
+}
+
+// Relay is one push target: every event of the log, posted in order.
+type Relay struct {
+	// Name keys the target's durable cursor; it defaults to the URL, so
+	// set it before moving a target to another URL.
+	Name          string   `toml:"name"`
+	URL           string   `toml:"url"`
+	Format        string   `toml:"format"` // infobip (seed 000) or json
+	BasicUser     string   `toml:"basic_user"`
+	BasicPassword string   `toml:"basic_password"`
+	HMACSecret    string   `toml:"hmac_secret"`
+	Timeout       Duration `toml:"timeout"`     // per post
+	MaxBackoff    Duration `toml:"max_backoff"` // retry backoff doubles from 1s up to this
+}
+
+// RelayDefaults are the values a [[relay]] entry gets for keys it leaves out.
+func RelayDefaults() Relay {
+	return Relay{Format: "infobip", Timeout: Duration{10 * time.Second}, MaxBackoff: Duration{time.Minute}}
 }
 
 // Log chooses the log format and level.
@@ -206,6 +232,7 @@ func Default() Config {
 		},
 		Backup: Backup{Interval: Duration{24 * time.Hour}, Keep: 7},
 		Web:    Web{Timezone: "UTC"},
+		Events: Events{Retention: Duration{7 * 24 * time.Hour}},
 	}
 }
 
@@ -245,6 +272,22 @@ func Parse(b []byte, cfg *Config) error {
 			keys[i] = k.String()
 		}
 		return fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
+	}
+	def := RelayDefaults()
+	for i := range cfg.Relay {
+		r := &cfg.Relay[i]
+		if r.Name == "" {
+			r.Name = r.URL
+		}
+		if r.Format == "" {
+			r.Format = def.Format
+		}
+		if r.Timeout.Duration == 0 {
+			r.Timeout = def.Timeout
+		}
+		if r.MaxBackoff.Duration == 0 {
+			r.MaxBackoff = def.MaxBackoff
+		}
 	}
 	return nil
 }
@@ -323,6 +366,28 @@ func (c Config) Validate() error {
 	}
 	if c.API.BearerToken == "" && (c.API.AppKey == "") != (c.API.AppSecret == "") {
 		return fmt.Errorf("api.app_key and api.app_secret go together (or set api.bearer_token): with only one set the send API would be open")
+	}
+	if c.Events.Retention.Duration < time.Hour {
+		return fmt.Errorf("events.retention must be at least 1h")
+	}
+	names := map[string]bool{}
+	for i, r := range c.Relay {
+		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("relay[%d].url %q must be an http(s) URL", i, r.URL)
+		}
+		if r.Format != "infobip" && r.Format != "json" {
+			return fmt.Errorf("relay[%d].format %q: must be \"infobip\" or \"json\"", i, r.Format)
+		}
+		if (r.BasicUser == "") != (r.BasicPassword == "") {
+			return fmt.Errorf("relay[%d]: basic_user and basic_password go together", i)
+		}
+		if r.Timeout.Duration <= 0 || r.MaxBackoff.Duration < time.Second {
+			return fmt.Errorf("relay[%d]: timeout must be positive and max_backoff at least 1s", i)
+		}
+		if names[r.Name] {
+			return fmt.Errorf("relay[%d]: name %q is used twice (it keys the target's cursor)", i, r.Name)
+		}
+		names[r.Name] = true
 	}
 	for i, a := range c.Agents {
 		if a.User == "" || a.Password == "" {

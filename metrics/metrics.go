@@ -39,6 +39,13 @@ type Metrics struct {
 	Healthy         prometheus.Gauge // 1 when the database takes writes (the /healthz probe)
 
 	HTTPDuration *prometheus.HistogramVec // route, method, code
+
+	RelayDelivered   *prometheus.CounterVec // target
+	RelayFailures    *prometheus.CounterVec // target, kind (retry, quarantined)
+	RelayLagEvents   *prometheus.GaugeVec   // target
+	RelayLagSeconds  *prometheus.GaugeVec   // target
+	RelayLastSuccess *prometheus.GaugeVec   // target
+	RelayQuarantined *prometheus.GaugeVec   // target
 }
 
 // New makes and registers the collectors on a fresh registry.
@@ -66,11 +73,18 @@ func New() *Metrics {
 		BackupInterval:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_backup_interval_seconds", Help: "The scheduled backup interval; 0 when scheduled backups are off."}),
 		Healthy:           prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_healthy", Help: "1 when the database takes writes (the /healthz probe, run at each scrape), else 0."}),
 		HTTPDuration:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imchannel_http_request_duration_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route", "method", "code"}),
+		RelayDelivered:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_relay_delivered_total", Help: "Events a relay target acknowledged, by target."}, []string{"target"}),
+		RelayFailures:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "imchannel_relay_failures_total", Help: "Relay posts that failed (retry) and events a target refused (quarantined), by target."}, []string{"target", "kind"}),
+		RelayLagEvents:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imchannel_relay_lag_events", Help: "Events of the log after a relay target's cursor."}, []string{"target"}),
+		RelayLagSeconds:   prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imchannel_relay_lag_seconds", Help: "Age of the oldest event a relay target has not got yet (0: none)."}, []string{"target"}),
+		RelayLastSuccess:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imchannel_relay_last_success_timestamp_seconds", Help: "Unix time of a relay target's last acknowledged post (0: never)."}, []string{"target"}),
+		RelayQuarantined:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "imchannel_relay_quarantined", Help: "Events a relay target refused with a 4xx, kept in quarantine."}, []string{"target"}),
 	}
 	r.MustRegister(m.InboundPosts, m.InboundMessages, m.InboundDuplicates, m.InboundReports, m.Rejections, m.Quarantined,
 		m.OutboxDepth, m.Sends, m.Retries, m.MediaFetches, m.MediaBytes, m.MediaFailures,
 		m.CommitBatchSize, m.CommitDuration, m.DBSize, m.HTTPDuration,
 		m.OutboxOldestAge, m.LastBackup, m.BackupInterval, m.Healthy,
+		m.RelayDelivered, m.RelayFailures, m.RelayLagEvents, m.RelayLagSeconds, m.RelayLastSuccess, m.RelayQuarantined,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

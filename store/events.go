@@ -438,7 +438,8 @@ func (s *Store) RelayStatus(target string, limit int) (RelayStatus, error) {
 		}
 		prefix := append([]byte(target), 0)
 		c := tx.Bucket(bucketRelayQuarantine).Cursor()
-		k, v := c.Seek(append(append([]byte(nil), prefix...), 0xff))
+		var v []byte
+		k, _ := c.Seek(append(append([]byte(nil), prefix...), 0xff))
 		if k == nil {
 			k, v = c.Last()
 		} else {
@@ -461,4 +462,27 @@ func createdEvent(m *Message) string {
 		return EventMessageQueued
 	}
 	return EventMessageReceived
+}
+
+// EventEnvelope is an event as the feed and the relay's json format print
+// it; Message is the caller's view of the message (the agents' JSON).
+type EventEnvelope struct {
+	Cursor         string    `json:"cursor"`
+	Type           string    `json:"type"`
+	At             time.Time `json:"at"`
+	ConversationID string    `json:"conversationId,omitempty"`
+	MessageID      string    `json:"messageId,omitempty"`
+	Status         *Event    `json:"status,omitempty"`
+	NumberSHA256   string    `json:"numberSha256,omitempty"`
+	Message        any       `json:"message,omitempty"`
+}
+
+// Envelope wraps the event with msg (nil: no message).
+func (e *EventRecord) Envelope(msg any) EventEnvelope {
+	env := EventEnvelope{Cursor: e.Cursor(), Type: e.Type, At: e.At.UTC(), ConversationID: e.ConversationID,
+		MessageID: e.MessageID, Status: e.Status, NumberSHA256: e.NumberSHA256}
+	if msg != nil {
+		env.Message = msg
+	}
+	return env
 }

@@ -160,6 +160,7 @@ type overview struct {
 	// Quarantine holds the newest few, shown raw.
 	Quarantined int
 	Quarantine  []quarantineView
+	Relays      []store.RelayStatus
 }
 
 // quarantineView is one quarantined item as the status page lists it.
@@ -196,6 +197,9 @@ func (s *Server) overview() (overview, error) {
 			}
 			o.Quarantine = append(o.Quarantine, quarantineView{Quarantined: q, RawText: raw})
 		}
+	}
+	if s.d.Relays != nil {
+		o.Relays = s.d.Relays()
 	}
 	return o, nil
 }

@@ -28,6 +28,9 @@ type Deps struct {
 	// LastBackup, when set, reports the time and size of the newest
 	// scheduled backup; a zero time shows as "never".
 	LastBackup func() (time.Time, int64)
+	// Relays, when set, reports each relay target's progress, lag and
+	// quarantined events for the status page.
+	Relays func() []store.RelayStatus
 	// MaxStreams caps concurrent SSE streams (default 200).
 	MaxStreams int
 	// Heartbeat is the SSE keep-alive interval (default 20s).
@@ -115,6 +118,7 @@ func (s *Server) Register(r *mux.Router) {
 	r.Handle("/api/v1/messages", auth(s.apiMessagesByExternalID)).Methods(get...)
 	r.Handle("/api/v1/messages/{id}", auth(s.apiMessage)).Methods(get...)
 	r.Handle("/api/v1/quarantine", auth(s.apiQuarantine)).Methods(get...)
+	r.Handle("/api/v1/events", auth(s.apiEvents)).Methods(get...)
 }
 
 // csp keeps every page to its own origin: no inline script, no third-party
