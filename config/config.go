@@ -70,7 +70,7 @@ type Relay struct {
 	BasicPassword string   `toml:"basic_password"`
 	HMACSecret    string   `toml:"hmac_secret"`
 	Timeout       Duration `toml:"timeout"`     // per post
-	MaxBackoff    Duration `toml:"max_backoff"` // retry backoff doubles from 1s up to this
+	MaxBackoff    Duration `toml:"max_backoff"` // retry backoff doubles from 1s (or this, if less) up to this
 }
 
 // RelayDefaults are the values a [[relay]] entry gets for keys it leaves out.
@@ -381,8 +381,8 @@ func (c Config) Validate() error {
 		if (r.BasicUser == "") != (r.BasicPassword == "") {
 			return fmt.Errorf("relay[%d]: basic_user and basic_password go together", i)
 		}
-		if r.Timeout.Duration <= 0 || r.MaxBackoff.Duration < time.Second {
-			return fmt.Errorf("relay[%d]: timeout must be positive and max_backoff at least 1s", i)
+		if r.Timeout.Duration <= 0 || r.MaxBackoff.Duration <= 0 {
+			return fmt.Errorf("relay[%d]: timeout and max_backoff must be positive", i)
 		}
 		if names[r.Name] {
 			return fmt.Errorf("relay[%d]: name %q is used twice (it keys the target's cursor)", i, r.Name)

@@ -256,7 +256,7 @@ func (w *worker) fail(err *postError) {
 // consecutive failures, with jitter over its upper half so targets coming
 // back are not met by every retry at once.
 func (w *worker) backoff() time.Duration {
-	d := w.r.d.MinBackoff
+	d := min(w.r.d.MinBackoff, w.cfg.MaxBackoff.Duration)
 	for i := 1; i < w.state.Consecutive && d < w.cfg.MaxBackoff.Duration; i++ {
 		d *= 2
 	}

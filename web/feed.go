@@ -72,15 +72,18 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 			s.writeEvents(w, page, after)
 			return
 		}
+		s.polls.Add(1)
 		select {
 		case <-changed:
 		case <-deadline.C:
 			wait = 0 // one last read, then answer whatever there is
 		case <-r.Context().Done():
+			s.polls.Add(-1)
 			return
 		case <-s.stopping:
 			wait = 0
 		}
+		s.polls.Add(-1)
 	}
 }
 

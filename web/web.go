@@ -51,6 +51,8 @@ type Server struct {
 	pages   *pages
 	frags   *fragments
 	streams atomic.Int64
+	// polls counts feed requests waiting for events (tests wait on it).
+	polls atomic.Int64
 
 	// Event streams never go idle, so http.Server.Shutdown would wait
 	// for them until its deadline; the first stream registers closing
