@@ -100,7 +100,9 @@ func targetConfig(url, format string) config.Relay {
 func start(t *testing.T, s *store.Store, targets ...config.Relay) (r *Relay, stop func()) {
 	t.Helper()
 	r = New(Deps{Store: s, Targets: targets, PublicURL: "http://imchannel.test/", MinBackoff: 5 * time.Millisecond,
-		MessageJSON: func(m *store.Message) any { return map[string]any{"id": m.ID, "externalId": m.ExternalID, "media": m.Media} }})
+		MessageJSON: func(m *store.Message) any {
+			return map[string]any{"id": m.ID, "externalId": m.ExternalID, "media": m.Media}
+		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()

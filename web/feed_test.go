@@ -155,7 +155,7 @@ func TestStatusPageShowsRelays(t *testing.T) {
 	e := newEnv(t, func(d *Deps) {
 		d.Relays = func() []store.RelayStatus {
 			return []store.RelayStatus{{Name: "ctlive", LagEvents: 7, Oldest: time.Now().Add(-time.Minute),
-				State: store.RelayState{Failures: 3, Consecutive: 2, LastError: "HTTP 503", Quarantined: 1},
+				State:      store.RelayState{Failures: 3, Consecutive: 2, LastError: "HTTP 503", Quarantined: 1},
 				Quarantine: []store.RelayQuarantined{{Seq: 4, Type: store.EventMessageReceived, ExternalID: "<b>wamid</b>", HTTPStatus: 422, Reason: "HTTP 422: bad"}}}}
 		}
 	})
