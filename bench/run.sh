@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs every benchmark (or the areas named: store inbound media outbound web
-# backup). Each measures its own baseline in the same run; see BENCHMARKS.md.
+# backup relay). Each measures its own baseline in the same run; see BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 areas=("$@")
-[ ${#areas[@]} -gt 0 ] || areas=(store inbound media outbound backup web)
+[ ${#areas[@]} -gt 0 ] || areas=(store inbound media outbound backup web relay)
 for a in "${areas[@]}"; do
   echo "== $a ($(uptime | sed 's/.*load/load/'))"
   case "$a" in
@@ -13,7 +13,8 @@ for a in "${areas[@]}"; do
     media)    go test ./bench/media/ -run '^$' -bench . -benchtime 10x -count 2 ;;
     outbound) go test ./bench/outbound/ -run '^$' -bench . -benchtime 3000x -count 3 ;;
     backup)   go test ./bench/backup/ -run '^$' -bench . -benchtime 1x ;;
+    relay)    go test ./bench/relay/ -run '^$' -bench . -benchtime 1x -timeout 60m ;;
     web)      WEB_BENCH=1 go test ./bench/web/ -run TestWebLatency -v -timeout 60m ;;
-    *) echo "unknown area $a (store inbound media outbound backup web)" >&2; exit 2 ;;
+    *) echo "unknown area $a (store inbound media outbound backup web relay)" >&2; exit 2 ;;
   esac
 done

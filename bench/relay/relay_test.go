@@ -1,0 +1,297 @@
+// Package relay benchmarks the built imchannel binary's ingest with one
+// [[relay]] target attached against ingest without one, measured in the
+// same run, and the relay's throughput against a target that answers at
+// once:
+//
+//	go test ./bench/relay/ -run '^$' -bench . -benchtime 1x
+//
+// RELAY_N sets how many messages each phase posts (default 4000),
+// RELAY_CLIENTS the concurrency (default 32), RELAY_ROUNDS how many
+// interleaved rounds (default 3). TestRelaySmoke runs the same code with a
+// few hundred messages (skipped with -short).
+package relay
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// seedText is seed 000's text message; %s is a unique messageId.
+const seedText = `{"results":[{"from":"385919998888","to":"1234","integrationType":"WHATSAPP","receivedAt":"2019-07-19T11:21:27.861+0000","messageId":"%s","pairedMessageId":null,"message":{"type":"TEXT","text":"Support hello"}}]}`
+
+const (
+	benchUser = "ctlive"
+	benchPass = "bench-secret"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// sink is a target that answers at once and counts the results it got.
+type sink struct {
+	srv     *httptest.Server
+	results atomic.Int64
+	down    atomic.Bool
+	mu      sync.Mutex
+	last    time.Time
+}
+
+var resultRe = regexp.MustCompile(`"messageId"`)
+
+func newSink(tb testing.TB) *sink {
+	s := &sink{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if s.down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		s.results.Add(int64(len(resultRe.FindAllIndex(b, -1))))
+		s.mu.Lock()
+		s.last = time.Now()
+		s.mu.Unlock()
+	}))
+	tb.Cleanup(s.srv.Close)
+	return s
+}
+
+// waitFor waits until the sink holds n results and answers when the last
+// arrived.
+func (s *sink) waitFor(tb testing.TB, n int64) time.Time {
+	deadline := time.Now().Add(10 * time.Minute)
+	for s.results.Load() < n {
+		if time.Now().After(deadline) {
+			tb.Fatalf("the target got %d of %d results", s.results.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter the target fills
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+func buildBinary(tb testing.TB, dir string) string {
+	tb.Helper()
+	bin := filepath.Join(dir, "imchannel")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join("..", "..")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+var listeningRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
+
+// startBinary runs imchannel serve with a fresh database; relayURL, when
+// set, attaches one [[relay]] target in seed 000 format.
+func startBinary(tb testing.TB, bin, dir, relayURL string) string {
+	tb.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	db := filepath.Join(dir, "bench.db")
+	cfg := filepath.Join(dir, "bench.toml")
+	toml := fmt.Sprintf("addr = \"127.0.0.1:0\"\ndb = %q\n\n[inbound]\nbasic_user = %q\nbasic_password = %q\n", db, benchUser, benchPass)
+	if relayURL != "" {
+		toml += fmt.Sprintf("\n[[relay]]\nurl = %q\nformat = \"infobip\"\nmax_backoff = \"100ms\"\n", relayURL)
+	}
+	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "serve.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if m := listeningRe.FindSubmatch(b); m != nil {
+			return "http://" + string(m[1]) + "/imchannel/message"
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("imchannel serve did not start:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log for the listening line
+	}
+}
+
+// ingest posts n fresh messages from clients concurrent clients and
+// answers the rate and the p99 latency.
+func ingest(tb testing.TB, url, prefix string, n, clients int) (float64, time.Duration) {
+	tr := &http.Transport{MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	lat := make([]time.Duration, n)
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(fmt.Sprintf(seedText, fmt.Sprintf("%s-%08d", prefix, i)))))
+				req.Header.Set("Content-Type", "application/json")
+				req.SetBasicAuth(benchUser, benchPass)
+				resp, err := c.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		tb.Fatalf("%d posts failed", f)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return float64(n) / d.Seconds(), lat[len(lat)*99/100]
+}
+
+// result is one run's figures.
+type result struct {
+	without, with    []float64 // ingest msgs/s per round
+	p99w, p99r       []time.Duration
+	live, drain      []float64 // relay results/s: during ingest, and from a backlog
+	ratio, bestRatio float64
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+// compare runs rounds of: ingest without a relay, ingest with one (the
+// target answering at once), then the relay draining a backlog of n
+// events that piled up while the target answered 503.
+func compare(tb testing.TB, n, clients, rounds int) result {
+	dir := tb.TempDir()
+	bin := buildBinary(tb, dir)
+	var r result
+	for i := range rounds {
+		plain := startBinary(tb, bin, filepath.Join(dir, fmt.Sprintf("plain%d", i)), "")
+		tgt := newSink(tb)
+		relayed := startBinary(tb, bin, filepath.Join(dir, fmt.Sprintf("relay%d", i)), tgt.srv.URL)
+		// Alternate which goes first, so a burst of load elsewhere on
+		// the machine does not always land on the same side.
+		var w, wo float64
+		var p99w, p99r time.Duration
+		start := time.Now()
+		if i%2 == 0 {
+			wo, p99w = ingest(tb, plain, "p", n, clients)
+			start = time.Now()
+			w, p99r = ingest(tb, relayed, "r", n, clients)
+		} else {
+			w, p99r = ingest(tb, relayed, "r", n, clients)
+			wo, p99w = ingest(tb, plain, "p", n, clients)
+		}
+		last := tgt.waitFor(tb, int64(n))
+		r.without, r.with = append(r.without, wo), append(r.with, w)
+		r.p99w, r.p99r = append(r.p99w, p99w), append(r.p99r, p99r)
+		r.live = append(r.live, float64(n)/last.Sub(start).Seconds())
+
+		// The backlog: the target is down while n more arrive, then answers.
+		tgt.down.Store(true)
+		ingest(tb, relayed, "b", n, clients)
+		before := tgt.results.Load()
+		tgt.down.Store(false)
+		t0 := time.Now()
+		end := tgt.waitFor(tb, before+int64(n))
+		r.drain = append(r.drain, float64(n)/end.Sub(t0).Seconds())
+	}
+	r.ratio = median(r.with) / median(r.without)
+	for i := range r.with {
+		r.bestRatio = max(r.bestRatio, r.with[i]/r.without[i])
+	}
+	return r
+}
+
+func report(tb testing.TB, r result, n, clients int) {
+	tb.Logf("load: %s", loadavg())
+	tb.Logf("%d messages per phase, %d clients, %d rounds", n, clients, len(r.with))
+	for i := range r.with {
+		tb.Logf("round %d: ingest without relay %.0f msg/s (p99 %s), with relay %.0f msg/s (p99 %s), ratio %.2f; relay live %.0f results/s, backlog drain %.0f results/s",
+			i+1, r.without[i], r.p99w[i].Round(time.Millisecond), r.with[i], r.p99r[i].Round(time.Millisecond),
+			r.with[i]/r.without[i], r.live[i], r.drain[i])
+	}
+	tb.Logf("median ingest ratio with/without relay: %.2f (target >= 0.90); relay drain median %.0f results/s", r.ratio, median(r.drain))
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return string(bytes.TrimSpace(b))
+}
+
+func BenchmarkRelay(b *testing.B) {
+	n, clients, rounds := envInt("RELAY_N", 4000), envInt("RELAY_CLIENTS", 32), envInt("RELAY_ROUNDS", 3)
+	for range b.N {
+		r := compare(b, n, clients, rounds)
+		report(b, r, n, clients)
+		b.ReportMetric(r.ratio, "ingest-ratio")
+		b.ReportMetric(median(r.drain), "relay-results/s")
+	}
+}
+
+// TestRelaySmoke runs the benchmark small: the relayed service delivers
+// every message, and both sides ingest.
+func TestRelaySmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	r := compare(t, 200, 8, 1)
+	report(t, r, 200, 8)
+	if r.with[0] <= 0 || r.without[0] <= 0 || r.drain[0] <= 0 {
+		t.Fatal("a phase measured nothing")
+	}
+}
