@@ -60,6 +60,9 @@ const (
 	// window is how far past the cursor a worker looks for events it can
 	// send while an earlier conversation waits for its media.
 	window = 2000
+	// linger is how long a worker waits after a short batch for more
+	// events to share the next post.
+	linger = 20 * time.Millisecond
 	// pageSize is how many events one read of the log takes.
 	pageSize = 200
 	// quarantineShown is how many quarantined events the status lists.

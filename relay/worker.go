@@ -67,7 +67,7 @@ func (w *worker) run(ctx context.Context) {
 	}
 	for ctx.Err() == nil {
 		changed := w.r.d.Store.EventsChanged()
-		progressed, holding, retryIn := w.round(ctx)
+		progressed, holding, sent, retryIn := w.round(ctx)
 		if retryIn > 0 {
 			if !sleep(ctx, retryIn) {
 				return
@@ -75,6 +75,14 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		if progressed {
+			if sent > 0 && sent < maxBatch {
+				// A short batch means the log is being written right now:
+				// a moment's wait lets the next post carry more, which
+				// costs ingest far less CPU than many small posts.
+				if !sleep(ctx, linger) {
+					return
+				}
+			}
 			continue
 		}
 		idle := 30 * time.Second
@@ -96,7 +104,7 @@ func (w *worker) run(ctx context.Context) {
 // round reads the log after the cursor, posts what is ready and moves the
 // cursor. It answers whether anything moved, whether a conversation waits
 // for media, and how long to wait before retrying a failed post.
-func (w *worker) round(ctx context.Context) (progressed, holding bool, retryIn time.Duration) {
+func (w *worker) round(ctx context.Context) (progressed, holding bool, sent int, retryIn time.Duration) {
 	st := w.r.d.Store
 	prev := w.state
 	held := map[string]bool{}
@@ -108,7 +116,7 @@ scan:
 		page, err := st.EventsAfter(after, pageSize)
 		if err != nil {
 			w.log.Error("read events", "err", err)
-			return false, false, w.r.d.MinBackoff
+			return false, false, 0, w.r.d.MinBackoff
 		}
 		if page.Purged > w.state.Cursor {
 			// Retention removed events this target never got: say so and go on.
@@ -131,7 +139,7 @@ scan:
 			body, ready, err := w.build(ctx, ev)
 			if err != nil {
 				w.log.Error("prepare event", "seq", ev.Seq, "err", err)
-				return false, false, w.r.d.MinBackoff
+				return false, false, 0, w.r.d.MinBackoff
 			}
 			if !ready {
 				held[ev.ConversationID], holding = true, true
@@ -156,7 +164,7 @@ scan:
 		quarantined, perr = w.deliver(ctx, batch)
 		if perr != nil {
 			if ctx.Err() != nil {
-				return false, false, 0
+				return false, false, 0, 0
 			}
 			w.fail(perr)
 			retryIn = w.backoff()
@@ -178,10 +186,10 @@ scan:
 		cancel()
 		if err != nil {
 			w.log.Error("save relay state", "err", err)
-			return false, holding, max(retryIn, w.r.d.MinBackoff)
+			return false, holding, 0, max(retryIn, w.r.d.MinBackoff)
 		}
 	}
-	return w.state.Cursor != prev.Cursor || len(batch) > 0, holding, retryIn
+	return w.state.Cursor != prev.Cursor || len(batch) > 0, holding, len(batch), retryIn
 }
 
 // deliver posts a batch. On a refusal (4xx) of a batch of several it posts
