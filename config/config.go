@@ -277,7 +277,13 @@ func Parse(b []byte, cfg *Config) error {
 	for i := range cfg.Relay {
 		r := &cfg.Relay[i]
 		if r.Name == "" {
+			// The name is logged, shown and a metrics label: never with
+			// credentials someone put in the URL.
 			r.Name = r.URL
+			if u, err := url.Parse(r.URL); err == nil && u.User != nil {
+				u.User = nil
+				r.Name = u.String()
+			}
 		}
 		if r.Format == "" {
 			r.Format = def.Format

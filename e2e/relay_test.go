@@ -314,6 +314,20 @@ max_backoff = "200ms"
 		t.Fatalf("CTLive is missing %v after recovery\n%s", ct.missing(append(want, "report:ct-out-1:DELIVERED", "seen:ct-out-1")), relayLines(s))
 	}
 
+	// The status page and /metrics show the target, caught up.
+	require.Eventually(t, func() bool {
+		_, m := s.do(t, "GET", "/metrics", authAgent, nil, nil)
+		return strings.Contains(string(m), `imchannel_relay_lag_events{target="ctlive"} 0`)
+	}, 20*time.Second, 20*time.Millisecond, "the relay never showed as caught up")
+	_, m := s.do(t, "GET", "/metrics", authAgent, nil, nil)
+	for _, want := range []string{`imchannel_relay_delivered_total{target="ctlive"}`, `imchannel_relay_lag_seconds{target="ctlive"} 0`,
+		`imchannel_relay_failures_total{kind="retry",target="ctlive"}`, `imchannel_relay_last_success_timestamp_seconds{target="ctlive"}`} {
+		require.Contains(t, string(m), want)
+	}
+	code, page := s.do(t, "GET", "/", authAgent, nil, nil)
+	require.Equal(t, 200, code)
+	require.Contains(t, string(page), "Relay to CTLive")
+	require.Contains(t, string(page), "0 events")
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	require.Zero(t, ct.badAuth, "every post carried the credentials and a valid signature")
