@@ -128,6 +128,9 @@ func inboundResult(m *store.Message, mediaURL, paired string) ibInbound {
 	switch m.Type {
 	case store.TypeImage, store.TypeAudio, store.TypeVideo, store.TypeSticker:
 		msg.URL = mediaURL
+		if m.Type == store.TypeAudio && m.Voice {
+			msg.Type = "VOICE" // Infobip's type for a voice note
+		}
 	case store.TypeDocument:
 		msg.URL = mediaURL
 		// Seed 000: a document's caption is its file name.
