@@ -6,6 +6,7 @@ package migrations
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -29,6 +30,7 @@ func Steps() []Step {
 		{1, "create the conversation, message, index, outbox and media buckets", v1CreateBuckets},
 		{2, "create the quarantine buckets for provider items that could not be understood", v2Quarantine},
 		{3, "create the events log and the relay buckets", v3CreateEventBuckets},
+		{4, "separate inbound and outbound ids: outbound ids and parked reports move to their own namespace", v4SplitIDNamespaces},
 	}
 }
 
@@ -135,6 +137,99 @@ func v3CreateEventBuckets(tx *bolt.Tx) error {
 	for _, name := range v3Buckets {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Namespace bytes between provider and id in ext and pending keys
+// (schema 4): inbound ids keep 0x00, outbound ids move to 0x01.
+const (
+	v4In  byte = 0x00
+	v4Out byte = 0x01
+)
+
+// v4SplitIDNamespaces moves every outbound message's ids (its externalId
+// and aliases) from the shared namespace to the outbound one, and every
+// parked report with them (reports only ever name outbound messages).
+// Inbound ids, parked replies, reactions and deletions stay. Safe to run
+// on a file already split: only keys still in the old place move.
+func v4SplitIDNamespaces(tx *bolt.Tx) error {
+	msgs, ext, pend := tx.Bucket([]byte("messages")), tx.Bucket([]byte("ext")), tx.Bucket([]byte("pending"))
+	if msgs == nil || ext == nil || pend == nil {
+		return fmt.Errorf("schema 1 buckets missing")
+	}
+	type move struct{ from, to, val []byte }
+	var moves []move
+	key := func(ns byte, provider, id string) []byte {
+		k := append([]byte(provider), ns)
+		return append(k, id...)
+	}
+	err := msgs.ForEach(func(k, v []byte) error {
+		var m struct {
+			ID         string   `json:"id"`
+			Direction  string   `json:"direction"`
+			Provider   string   `json:"provider"`
+			ExternalID string   `json:"externalId"`
+			Aliases    []string `json:"aliases"`
+		}
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("message %s: %w", k, err)
+		}
+		if m.Direction != "outbound" {
+			return nil
+		}
+		for _, id := range append([]string{m.ExternalID}, m.Aliases...) {
+			if id == "" {
+				continue
+			}
+			old := key(v4In, m.Provider, id)
+			if string(ext.Get(old)) == m.ID {
+				moves = append(moves, move{old, key(v4Out, m.Provider, id), []byte(m.ID)})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, mv := range moves {
+		if err := ext.Delete(mv.from); err != nil {
+			return err
+		}
+		if err := ext.Put(mv.to, mv.val); err != nil {
+			return err
+		}
+	}
+	moves = moves[:0]
+	err = pend.ForEach(func(k, v []byte) error {
+		var p struct {
+			Kind   string `json:"kind"`
+			Report *struct {
+				Provider string `json:"provider"`
+			} `json:"report"`
+		}
+		if json.Unmarshal(v, &p) != nil || p.Kind != "report" || p.Report == nil {
+			return nil
+		}
+		n := len(p.Report.Provider)
+		if len(k) <= n || string(k[:n]) != p.Report.Provider || k[n] != v4In {
+			return nil // already moved, or not keyed as expected: leave it
+		}
+		to := append([]byte(nil), k...)
+		to[n] = v4Out
+		moves = append(moves, move{append([]byte(nil), k...), to, append([]byte(nil), v...)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, mv := range moves {
+		if err := pend.Delete(mv.from); err != nil {
+			return err
+		}
+		if err := pend.Put(mv.to, mv.val); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -37,6 +37,58 @@ var stepTests = map[uint64]func(t *testing.T, db *bolt.DB){
 			return nil
 		}))
 	},
+	4: testV4SplitIDNamespaces,
+}
+
+// testV4SplitIDNamespaces seeds a schema 3 file the way the store wrote it
+// (one namespace for every id) and checks what step 4 moves: an outbound
+// message's id and alias and a parked report go to the outbound namespace;
+// an inbound message's id, a parked reply and a parked reaction stay. Run
+// twice, it changes nothing more.
+func testV4SplitIDNamespaces(t *testing.T, _ *bolt.DB) {
+	db := openTemp(t)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		for _, s := range Steps()[:3] {
+			if err := s.Apply(tx); err != nil {
+				return err
+			}
+		}
+		put := func(bucket, k, v string) {
+			require.NoError(t, tx.Bucket([]byte(bucket)).Put([]byte(k), []byte(v)))
+		}
+		put("messages", "01ARZ3NDEKTSV4RRFFQ69G5FAA", `{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAA","direction":"outbound","provider":"infobip","externalId":"ctlive-1","aliases":["ib-77"]}`)
+		put("messages", "01ARZ3NDEKTSV4RRFFQ69G5FAB", `{"id":"01ARZ3NDEKTSV4RRFFQ69G5FAB","direction":"inbound","provider":"infobip","externalId":"wamid.in-1"}`)
+		put("ext", "infobip\x00ctlive-1", "01ARZ3NDEKTSV4RRFFQ69G5FAA")
+		put("ext", "infobip\x00ib-77", "01ARZ3NDEKTSV4RRFFQ69G5FAA")
+		put("ext", "infobip\x00wamid.in-1", "01ARZ3NDEKTSV4RRFFQ69G5FAB")
+		put("ext", "infobip\x00wamid.reaction-1", "")
+		put("pending", "cm\x00ref-9\x0001ARZ3NDEKTSV4RRFFQ69G5FAC", `{"kind":"report","report":{"provider":"cm","externalId":"ref-9","status":"delivered"}}`)
+		put("pending", "infobip\x00wamid.q\x0001ARZ3NDEKTSV4RRFFQ69G5FAD", `{"kind":"reply","messageId":"01ARZ3NDEKTSV4RRFFQ69G5FAB"}`)
+		put("pending", "infobip\x00wamid.x\x0001ARZ3NDEKTSV4RRFFQ69G5FAE", `{"kind":"reaction","reaction":{"emoji":"x"}}`)
+		return nil
+	}))
+	check := func() {
+		require.NoError(t, db.View(func(tx *bolt.Tx) error {
+			ext, pend := tx.Bucket([]byte("ext")), tx.Bucket([]byte("pending"))
+			require.Equal(t, "01ARZ3NDEKTSV4RRFFQ69G5FAA", string(ext.Get([]byte("infobip\x01ctlive-1"))))
+			require.Equal(t, "01ARZ3NDEKTSV4RRFFQ69G5FAA", string(ext.Get([]byte("infobip\x01ib-77"))))
+			require.Nil(t, ext.Get([]byte("infobip\x00ctlive-1")), "an inbound message may now use that id")
+			require.Nil(t, ext.Get([]byte("infobip\x00ib-77")))
+			require.Equal(t, "01ARZ3NDEKTSV4RRFFQ69G5FAB", string(ext.Get([]byte("infobip\x00wamid.in-1"))))
+			require.NotNil(t, ext.Get([]byte("infobip\x00wamid.reaction-1")))
+			require.NotNil(t, pend.Get([]byte("cm\x01ref-9\x0001ARZ3NDEKTSV4RRFFQ69G5FAC")))
+			require.Nil(t, pend.Get([]byte("cm\x00ref-9\x0001ARZ3NDEKTSV4RRFFQ69G5FAC")))
+			require.NotNil(t, pend.Get([]byte("infobip\x00wamid.q\x0001ARZ3NDEKTSV4RRFFQ69G5FAD")))
+			require.NotNil(t, pend.Get([]byte("infobip\x00wamid.x\x0001ARZ3NDEKTSV4RRFFQ69G5FAE")))
+			require.Equal(t, 4, ext.Stats().KeyN)
+			require.Equal(t, 3, pend.Stats().KeyN)
+			return nil
+		}))
+	}
+	require.NoError(t, db.Update(v4SplitIDNamespaces))
+	check()
+	require.NoError(t, db.Update(v4SplitIDNamespaces))
+	check()
 }
 
 func openTemp(t *testing.T) *bolt.DB {

@@ -76,11 +76,35 @@ func timeKey(t time.Time, id string) []byte {
 	return append(k, id...)
 }
 
-func extKey(provider, externalID string) []byte {
+// Namespaces of external ids: the byte between provider and id in the ext
+// and pending keys. Inbound ids (the provider's message ids, CM references)
+// and outbound ids (CTLive's messageIds, the provider's ids for our sends)
+// never meet: a send may reuse an inbound id, an inbound message may reuse
+// one of ours, and reports only ever find outbound messages (schema 4).
+const (
+	nsIn  byte = 0x00
+	nsOut byte = 0x01
+)
+
+func nsKey(ns byte, provider, externalID string) []byte {
 	k := make([]byte, 0, len(provider)+1+len(externalID))
 	k = append(k, provider...)
-	k = append(k, 0)
+	k = append(k, ns)
 	return append(k, externalID...)
+}
+
+// extKey keys an inbound id (and inbound actions: reactions, deletions).
+func extKey(provider, externalID string) []byte { return nsKey(nsIn, provider, externalID) }
+
+// outKey keys an outbound id.
+func outKey(provider, externalID string) []byte { return nsKey(nsOut, provider, externalID) }
+
+// dirKey keys an id of a message of direction dir.
+func dirKey(dir, provider, externalID string) []byte {
+	if dir == Outbound {
+		return outKey(provider, externalID)
+	}
+	return extKey(provider, externalID)
 }
 
 func convKey(business, customer string) []byte {

@@ -117,7 +117,7 @@ func checkMessages(tx *bolt.Tx, add addFunc) {
 			if e == m.ExternalID && m.DedupeID != "" {
 				continue // may name an earlier message with the same reference
 			}
-			if string(ext.Get(extKey(m.Provider, e))) != m.ID {
+			if string(ext.Get(dirKey(m.Direction, m.Provider, e))) != m.ID {
 				add("message %s: ext index for %s/%s missing or wrong", m.ID, m.Provider, e)
 			}
 		}
@@ -190,7 +190,7 @@ func checkMessages(tx *bolt.Tx, add addFunc) {
 			return nil // reported above
 		}
 		for _, e := range m.ownIDs() {
-			if string(extKey(m.Provider, e)) == string(k) {
+			if string(dirKey(m.Direction, m.Provider, e)) == string(k) {
 				return nil
 			}
 		}

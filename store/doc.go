@@ -1,7 +1,7 @@
 // Package store is imchannel's domain: conversations, messages, status
 // timelines, the outbox and media, persisted in one bbolt file.
 //
-// Bucket tree (schema 3; keys → values, "+" is concatenation, ids are
+// Bucket tree (schema 4; keys → values, "+" is concatenation, ids are
 // 26-character ULID strings, t8 is a big-endian uint64 of unix nanoseconds):
 //
 //	meta/
@@ -23,14 +23,18 @@
 //	  convID+msgID   → ""              a thread in time order
 //	messages/
 //	  msgID          → Message JSON
-//	ext/
-//	  provider+0x00+externalID → msgID idempotency and report lookup; aliases
+//	ext/                               ns is 0x00 for inbound ids, 0x01 for
+//	                                   outbound ids (ours, and the provider's
+//	                                   for our sends): the two never meet
+//	  provider+ns+externalID → msgID   idempotency and report lookup; aliases
 //	                                   too; "" for consumed actions (reactions,
-//	                                   deletions)
+//	                                   deletions); a CM MO's dedupeId too
 //	pending/
-//	  provider+0x00+externalID+0x00+t8+seq → Pending JSON
+//	  provider+ns+externalID+0x00+ULID → Pending JSON
 //	                                   replies, reports, reactions and deletions
-//	                                   waiting for a message that has not arrived
+//	                                   waiting for a message that has not
+//	                                   arrived: reports under 0x01, the rest
+//	                                   under 0x00
 //	outbox/
 //	  t8(due)+msgID  → ""              delivery queue ordered by due time
 //	outbox_state/

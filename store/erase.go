@@ -44,7 +44,7 @@ func (t *Tx) removeMessage(m *Message, rm *removal) error {
 	}
 	ext := b.Bucket(bucketExt)
 	for _, e := range m.ownIDs() {
-		k := extKey(m.Provider, e)
+		k := dirKey(m.Direction, m.Provider, e)
 		if string(ext.Get(k)) == m.ID {
 			if err := ext.Delete(k); err != nil {
 				return err

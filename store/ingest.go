@@ -164,7 +164,9 @@ func (t *Tx) applyReport(r Report) (ReportResult, error) {
 	if r.At.IsZero() {
 		r.At, r.Untimed = t.now, true
 	}
-	id := t.tx.Bucket(bucketExt).Get(extKey(r.Provider, r.ExternalID))
+	// Reports name our outbound messages only: an inbound message with the
+	// same id is never touched.
+	id := t.tx.Bucket(bucketExt).Get(outKey(r.Provider, r.ExternalID))
 	if len(id) == 0 && len(r.ExternalID) == 26 {
 		// Our own id, sent as the provider's reference (CM).
 		if m, err := t.getMessage(r.ExternalID); err == nil && m.Direction == Outbound && m.Provider == r.Provider {
@@ -176,7 +178,7 @@ func (t *Tx) applyReport(r Report) (ReportResult, error) {
 	}
 	if len(id) == 0 {
 		rc := r
-		if err := t.park(r.Provider, r.ExternalID, Pending{Kind: pendingReport, Report: &rc, At: t.now}); err != nil {
+		if err := t.park(outKey(r.Provider, r.ExternalID), Pending{Kind: pendingReport, Report: &rc, At: t.now}); err != nil {
 			return ReportResult{}, err
 		}
 		return ReportResult{Parked: true}, nil

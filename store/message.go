@@ -154,7 +154,7 @@ func numbers(m *Message) (string, string) {
 }
 
 func (t *Tx) queueOutbound(m *Message, opts QueueOptions) (Result, error) {
-	if id := t.tx.Bucket(bucketExt).Get(extKey(m.Provider, m.ExternalID)); id != nil {
+	if id := t.tx.Bucket(bucketExt).Get(outKey(m.Provider, m.ExternalID)); id != nil {
 		prev, err := t.getMessage(string(id))
 		if err != nil {
 			return Result{}, err
@@ -210,7 +210,7 @@ func fmtTime(t time.Time) string {
 // is known. It is the single path every message takes into the store.
 func (t *Tx) insert(m *Message) (Result, error) {
 	ext := t.tx.Bucket(bucketExt)
-	key := extKey(m.Provider, m.dedupeKey())
+	key := dirKey(m.Direction, m.Provider, m.dedupeKey())
 	id := ext.Get(key)
 	if id == nil && m.DedupeID != "" {
 		id = t.legacyDuplicate(m)
@@ -250,14 +250,14 @@ func (t *Tx) insert(m *Message) (Result, error) {
 		rt := *m.ReplyTo
 		m.ReplyTo = &rt
 		m.ReplyTo.ID = ""
-		if id := ext.Get(extKey(m.Provider, m.ReplyTo.ExternalID)); len(id) > 0 {
+		if id := t.lookupAny(m.Provider, m.ReplyTo.ExternalID); len(id) > 0 {
 			// A quote names a message of the same chat; one naming another
 			// conversation's message is not linked (it would show another
 			// customer's words, and dangle once that customer is erased).
 			if t.inConversation(c.ID, string(id)) {
 				m.ReplyTo.ID = string(id)
 			}
-		} else if err := t.park(m.Provider, m.ReplyTo.ExternalID, Pending{Kind: pendingReply, MessageID: m.ID}); err != nil {
+		} else if err := t.park(extKey(m.Provider, m.ReplyTo.ExternalID), Pending{Kind: pendingReply, MessageID: m.ID}); err != nil {
 			return Result{}, err
 		}
 	}
@@ -267,15 +267,15 @@ func (t *Tx) insert(m *Message) (Result, error) {
 	if err := ext.Put(key, []byte(m.ID)); err != nil {
 		return Result{}, err
 	}
-	if m.DedupeID != "" && ext.Get(extKey(m.Provider, m.ExternalID)) == nil {
+	if m.DedupeID != "" && ext.Get(dirKey(m.Direction, m.Provider, m.ExternalID)) == nil {
 		// The first message with this reference: threading and deletions
 		// name it by the reference alone.
-		if err := ext.Put(extKey(m.Provider, m.ExternalID), []byte(m.ID)); err != nil {
+		if err := ext.Put(dirKey(m.Direction, m.Provider, m.ExternalID), []byte(m.ID)); err != nil {
 			return Result{}, err
 		}
 	}
 	for _, a := range m.Aliases {
-		if err := ext.Put(extKey(m.Provider, a), []byte(m.ID)); err != nil {
+		if err := ext.Put(dirKey(m.Direction, m.Provider, a), []byte(m.ID)); err != nil {
 			return Result{}, err
 		}
 	}
@@ -318,11 +318,8 @@ func (t *Tx) insert(m *Message) (Result, error) {
 		return Result{}, err
 	}
 	// Whatever waited for this message can now be applied.
-	if err := t.resolvePending(m.Provider, m.ExternalID, m.ID); err != nil {
-		return Result{}, err
-	}
-	for _, a := range m.Aliases {
-		if err := t.resolvePending(m.Provider, a, m.ID); err != nil {
+	for _, id := range append([]string{m.ExternalID}, m.Aliases...) {
+		if err := t.resolveFor(m, m.Provider, id); err != nil {
 			return Result{}, err
 		}
 	}
@@ -379,7 +376,12 @@ func (t *Tx) insertAction(m *Message) (Result, error) {
 	} else {
 		p.Kind = pendingDelete
 	}
-	if id := t.tx.Bucket(bucketExt).Get(extKey(m.Provider, m.Target)); len(id) > 0 {
+	// A reaction may be on our message too; a customer deletes only their own.
+	id := t.tx.Bucket(bucketExt).Get(extKey(m.Provider, m.Target))
+	if m.Type == TypeReaction && len(id) == 0 {
+		id = t.lookupAny(m.Provider, m.Target)
+	}
+	if len(id) > 0 {
 		target, err := t.getMessage(string(id))
 		if err != nil {
 			return Result{}, err
@@ -389,7 +391,7 @@ func (t *Tx) insertAction(m *Message) (Result, error) {
 		}
 		return Result{MessageID: target.ID, ConversationID: target.ConversationID, ExternalID: m.ExternalID, Action: true}, nil
 	}
-	if err := t.park(m.Provider, m.Target, p); err != nil {
+	if err := t.park(extKey(m.Provider, m.Target), p); err != nil {
 		return Result{}, err
 	}
 	return Result{ExternalID: m.ExternalID, Action: true}, nil
@@ -437,19 +439,46 @@ type Pending struct {
 	At   time.Time `json:"at"`
 }
 
-func (t *Tx) park(provider, externalID string, p Pending) error {
+// lookupAny finds the message an id names in either namespace, inbound
+// first: a quote or a reaction may name the customer's message or ours.
+func (t *Tx) lookupAny(provider, externalID string) []byte {
+	ext := t.tx.Bucket(bucketExt)
+	if id := ext.Get(extKey(provider, externalID)); len(id) > 0 {
+		return id
+	}
+	return ext.Get(outKey(provider, externalID))
+}
+
+// resolveFor applies what waited for m under one of its ids: reports
+// (outbound namespace) and quotes and reactions, which wait in the inbound
+// namespace whichever message they name. A customer's parked deletion
+// never applies to our message.
+func (t *Tx) resolveFor(m *Message, provider, id string) error {
+	if m.Direction != Outbound {
+		return t.resolvePending(extKey(provider, id), m.ID, true)
+	}
+	if err := t.resolvePending(outKey(provider, id), m.ID, true); err != nil {
+		return err
+	}
+	return t.resolvePending(extKey(provider, id), m.ID, false)
+}
+
+// park keeps p under key (an extKey or outKey) until that id's message
+// is stored.
+func (t *Tx) park(key []byte, p Pending) error {
 	v, err := encode(p)
 	if err != nil {
 		return err
 	}
-	k := append(extKey(provider, externalID), 0)
+	k := append(key, 0)
 	k = append(k, t.s.NewID()...)
 	return t.tx.Bucket(bucketPending).Put(k, v)
 }
 
-// resolvePending applies and removes everything parked under an external id.
-func (t *Tx) resolvePending(provider, externalID, msgID string) error {
-	prefix := append(extKey(provider, externalID), 0)
+// resolvePending applies and removes everything parked under key (an
+// extKey or outKey); deletions only when deletes is true.
+func (t *Tx) resolvePending(key []byte, msgID string, deletes bool) error {
+	prefix := append(key[:len(key):len(key)], 0)
 	b := t.tx.Bucket(bucketPending)
 	var keys [][]byte
 	var items []Pending
@@ -458,6 +487,9 @@ func (t *Tx) resolvePending(provider, externalID, msgID string) error {
 		var p Pending
 		if err := decode(v, &p); err != nil {
 			return err
+		}
+		if p.Kind == pendingDelete && !deletes {
+			continue // it waits for the customer's own message
 		}
 		keys = append(keys, append([]byte(nil), k...))
 		items = append(items, p)
@@ -712,24 +744,24 @@ func (t *Tx) AddAlias(msgID, provider, alias string) error {
 		return nil
 	}
 	ext := t.tx.Bucket(bucketExt)
-	if id := ext.Get(extKey(provider, alias)); id != nil {
+	if id := ext.Get(outKey(provider, alias)); id != nil {
 		return nil
 	}
 	m, err := t.getMessage(msgID)
 	if err != nil {
 		return err
 	}
-	if alias == m.ExternalID {
+	if alias == m.ExternalID || m.Direction != Outbound {
 		return nil
 	}
 	m.Aliases = append(m.Aliases, alias)
 	if err := t.putMessage(m); err != nil {
 		return err
 	}
-	if err := ext.Put(extKey(provider, alias), []byte(msgID)); err != nil {
+	if err := ext.Put(outKey(provider, alias), []byte(msgID)); err != nil {
 		return err
 	}
-	return t.resolvePending(provider, alias, msgID)
+	return t.resolveFor(m, provider, alias)
 }
 
 // ApplyEvent is applyEvent for callers in other files of this package and

@@ -127,8 +127,12 @@ func (s *Store) MessagesByExternalID(externalID string) ([]*Message, error) {
 	var out []*Message
 	err := s.db.View(func(tx *bolt.Tx) error {
 		seen := map[string]bool{}
+		var keys [][]byte
 		for _, p := range []string{ProviderInfobip, ProviderCM} {
-			id := tx.Bucket(bucketExt).Get(extKey(p, externalID))
+			keys = append(keys, extKey(p, externalID), outKey(p, externalID))
+		}
+		for _, k := range keys {
+			id := tx.Bucket(bucketExt).Get(k)
 			if len(id) == 0 || seen[string(id)] {
 				continue
 			}

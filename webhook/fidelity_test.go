@@ -126,3 +126,23 @@ func TestInfobipTimeShapes(t *testing.T) {
 		require.Empty(t, m.Notes, in)
 	}
 }
+
+// Item 6: a delivery or seen report naming an inbound message's id never
+// lands on it; it waits for (and then applies to) our outbound message.
+func TestReportsNeverLandOnInboundMessages(t *testing.T) {
+	e := newTestEnv(t)
+	in := `{"results":[{"from":"41793026731","to":"1234","messageId":"fb469d73-d362-463f-b30f-1e959b53badc","message":{"type":"TEXT","text":"same id as our send"}}]}`
+	require.Equal(t, http.StatusOK, e.post(t, ibRoute, []byte(in)).Status)
+	a := e.post(t, seedRoute, fixture(t, "infobip", "seed_delivery.json"))
+	require.Equal(t, http.StatusOK, a.Status)
+	ms, err := e.Store.MessagesByExternalID("fb469d73-d362-463f-b30f-1e959b53badc")
+	require.NoError(t, err)
+	require.Len(t, ms, 1)
+	require.Equal(t, store.StatusReceived, ms[0].Status)
+	require.Empty(t, ms[0].Timeline)
+
+	out := queueOut(t, e, "fb469d73-d362-463f-b30f-1e959b53badc", "41793026731")
+	require.NotEqual(t, ms[0].ID, out.ID, "the send is queued, not taken for the inbound message")
+	require.Equal(t, store.StatusDelivered, out.Status, "the parked report applies to ours")
+	e.requireClean(t)
+}
