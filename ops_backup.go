@@ -135,7 +135,7 @@ var backupFile = regexp.MustCompile(`^imchannel-\d{8}T\d{6}Z\.db$`)
 // the directory to keep files. Only files named like scheduled backups are
 // ever removed.
 func backupOnce(ctx context.Context, st *store.Store, dir string, keep int) (string, int64, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := store.MkdirAll(dir, 0o700); err != nil {
 		return "", 0, fmt.Errorf("backup dir: %w", err)
 	}
 	at := st.Now().UTC()

@@ -184,6 +184,31 @@ func start(t testing.TB, cfg, db string) *svc {
 // tryStart is start returning the error (the process's log included).
 func tryStart(t testing.TB, cfg, db string, prep func(*exec.Cmd)) (*svc, error) {
 	t.Helper()
+	s, addrc, err := launch(t, cfg, db, prep)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case a := <-addrc:
+		s.setAddr(a)
+		return s, nil
+	case <-s.exited:
+		return nil, fmt.Errorf("imchannel exited before listening: %v\n%s", s.err, s.logs.String())
+	case <-time.After(30 * time.Second):
+		s.kill()
+		return nil, fmt.Errorf("imchannel did not report listening within 30s\n%s", s.logs.String())
+	}
+}
+
+func (s *svc) setAddr(a string) {
+	s.addr = a
+	s.base = "http://" + a
+}
+
+// launch starts `imchannel serve` and returns at once; addrc delivers the
+// address when the "listening" line is logged (never, if it dies first).
+func launch(t testing.TB, cfg, db string, prep func(*exec.Cmd)) (*svc, <-chan string, error) {
+	t.Helper()
 	cmd := exec.Command(binPath, "serve", "--config", cfg, "--addr", "127.0.0.1:0", "--db", db)
 	pr, pw := io.Pipe()
 	logs := &syncBuffer{}
@@ -193,7 +218,7 @@ func tryStart(t testing.TB, cfg, db string, prep func(*exec.Cmd)) (*svc, error) 
 		prep(cmd)
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s := &svc{t: t, cmd: cmd, db: db, cfg: cfg, logs: logs, exited: make(chan struct{})}
 	addrc := make(chan string, 1)
@@ -219,17 +244,7 @@ func tryStart(t testing.TB, cfg, db string, prep func(*exec.Cmd)) (*svc, error) 
 		close(s.exited)
 	}()
 	t.Cleanup(func() { s.kill() })
-	select {
-	case a := <-addrc:
-		s.addr = a
-		s.base = "http://" + a
-		return s, nil
-	case <-s.exited:
-		return nil, fmt.Errorf("imchannel exited before listening: %v\n%s", s.err, s.logs.String())
-	case <-time.After(30 * time.Second):
-		s.kill()
-		return nil, fmt.Errorf("imchannel did not report listening within 30s\n%s", s.logs.String())
-	}
+	return s, addrc, nil
 }
 
 // kill sends SIGKILL and waits for the process to go.

@@ -127,6 +127,11 @@ func OpenBolt(path string, readOnly bool, timeout time.Duration) (*bolt.DB, erro
 			return nil, Errorf(ErrNotFound, "database %s: %v", path, err)
 		}
 	}
+	created := false
+	if !readOnly {
+		_, err := os.Stat(path)
+		created = errors.Is(err, os.ErrNotExist)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         timeout,
 		FreelistType:    bolt.FreelistMapType,
@@ -138,6 +143,15 @@ func OpenBolt(path string, readOnly bool, timeout time.Duration) (*bolt.DB, erro
 			return nil, fmt.Errorf("open %s: the file is locked by another process (is imchannel serve running?): %w", path, err)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// bbolt fsyncs a new file's first pages, not the directory entry that
+	// names it: without this a power cut could take the whole new file,
+	// and everything acknowledged into it, away (TestPowerLoss round 0).
+	if created {
+		if err := SyncDir(filepath.Dir(path)); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
 }
@@ -540,6 +554,32 @@ func WriteFileAtomic(path string, write func(io.Writer) error, verify func(tmp s
 	}
 	ok = true
 	return SyncDir(dir)
+}
+
+// MkdirAll is os.MkdirAll that also fsyncs the parent of each directory it
+// creates: a new directory's name is not durable until its parent is
+// synced, and a file renamed into it would vanish with it in a power cut.
+func MkdirAll(dir string, perm os.FileMode) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("mkdir %s: not a directory", dir)
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil // made by someone else meanwhile
+		}
+		return err
+	}
+	return SyncDir(parent)
 }
 
 // SyncDir fsyncs a directory so a rename in it is durable.

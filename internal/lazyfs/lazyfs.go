@@ -80,7 +80,9 @@ func Mount(backing, mountpoint string) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &FS{backing: backing, mnt: mountpoint, files: map[uint64]*fileNode{}}
+	// Inode numbers are the ids; 1 is the root's, and go-fuse merges nodes
+	// that share one.
+	f := &FS{backing: backing, mnt: mountpoint, files: map[uint64]*fileNode{}, nextID: 1}
 	// What no durable name reaches is garbage from before the cut.
 	if err := os.RemoveAll(f.meta()); err != nil {
 		return nil, fmt.Errorf("lazyfs: clear %s: %w", f.meta(), err)
@@ -103,7 +105,16 @@ func Mount(backing, mountpoint string) (*FS, error) {
 			Name:          "lazyfs",
 			DirectMount:   true, // as root: no fusermount needed, else it is the fallback
 			DisableXAttrs: true, // spares a getxattr before every write
-			MaxBackground: 64,
+			// The kernel must never drop its page cache while mounted
+			// (no invalidation on open, FOPEN_KEEP_CACHE; none on an mtime
+			// change, this flag). Its FUSE write path marks a page up to
+			// date and unlocks it before the WRITE reaches us: an
+			// invalidation in that window lets a concurrent readahead
+			// cache the old bytes, and bbolt then reads a stale page
+			// through its mmap. Nothing changes the backing files behind
+			// the kernel while mounted, so keeping the cache is exact.
+			ExplicitDataCacheControl: true,
+			MaxBackground:            64,
 		},
 	}
 	srv, err := fs.Mount(mountpoint, root, opts)
@@ -725,7 +736,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if flags&syscall.O_TRUNC != 0 {
 		n.truncate(0)
 	}
-	return nil, 0, 0
+	return nil, fuse.FOPEN_KEEP_CACHE, 0 // see Mount: the page cache is never invalidated
 }
 
 func (n *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return 0 }
