@@ -67,8 +67,7 @@ func TestPowerLoss(t *testing.T) {
 	}
 	t.Logf("seed %d (IMCHANNEL_POWERLOSS_SEED=%d repeats the choices)", seed, seed)
 	p := newPowerRun(t, seed)
-	p.s = start(t, p.cfg, p.db)
-	p.s.healthy(t)
+	p.restart()
 
 	kinds := []string{"load", "compact", "migration"}
 	for r := range rounds {
@@ -87,8 +86,7 @@ func TestPowerLoss(t *testing.T) {
 			note = p.migrationRound(r, torn)
 		}
 		p.verify(r, kind == "migration")
-		p.s = start(t, p.cfg, p.db)
-		p.s.healthy(t)
+		p.restart()
 		if t.Failed() {
 			t.Fatalf("round %d (%s, torn %v) failed: %s", r, kind, torn, note)
 		}
@@ -113,27 +111,28 @@ type powerRun struct {
 	led     *ledger
 	procs   procSet
 
-	phase int // load phases so far
+	phase      int // load phases so far
+	migrations int // migration rounds so far
 	// measured durations, to aim the next cut
-	compactTook, migrateTook time.Duration
-	stats                    powerStats
+	compactTook, startTook time.Duration
+	stats                  powerStats
 }
 
 type powerStats struct {
-	cuts, torn                     int
-	duringOnline, duringCompact    int
-	duringMigration, duringStartup int
-	droppedPages, tornPages        int
-	backupsVerified                map[string]int
-	halfFilesSeen                  int // temp files left by a cut (never under a final name)
-	oldSchemaAfterCut              int
+	cuts, torn                  int
+	duringOnline, duringCompact int
+	migrationCuts               map[string]int // where in the start of a migrating serve
+	droppedPages, tornPages     int
+	backupsVerified             map[string]int
+	halfFilesSeen               int // temp files left by a cut (never under a final name)
+	oldSchemaAfterCut           int
 }
 
 func newPowerRun(t *testing.T, seed uint64) *powerRun {
 	dir := t.TempDir()
 	p := &powerRun{t: t, rng: rand.New(rand.NewPCG(seed, 14)), dir: dir,
 		backing: filepath.Join(dir, "backing"), mnt: filepath.Join(dir, "mnt"),
-		led: newLedger(), stats: powerStats{backupsVerified: map[string]int{}}}
+		led: newLedger(), stats: powerStats{backupsVerified: map[string]int{}, migrationCuts: map[string]int{}}}
 	require.NoError(t, os.Mkdir(p.backing, 0o700))
 	require.NoError(t, os.Mkdir(p.mnt, 0o700))
 	p.mount()
@@ -161,6 +160,15 @@ func newPowerRun(t *testing.T, seed uint64) *powerRun {
 	p.cfg = writeConfig(t, dir, options{providerURL: p.prov.url(), allowPrivate: true,
 		extra: fmt.Sprintf("[backup]\ndir = %q\ninterval = \"1m\"\nkeep = 2\n", filepath.Join(p.mnt, "backups"))})
 	return p
+}
+
+// restart starts the service on the file and notes how long a start takes
+// (to aim the cuts of migration rounds).
+func (p *powerRun) restart() {
+	began := time.Now()
+	p.s = start(p.t, p.cfg, p.db)
+	p.startTook = max(p.startTook, time.Since(began))
+	p.s.healthy(p.t)
 }
 
 func (p *powerRun) mount() {
@@ -392,11 +400,16 @@ func (p *powerRun) compactRound(r int, torn bool) string {
 	stop()
 
 	out := filepath.Join(p.mnt, "copies", fmt.Sprintf("compact-r%d.db", r))
-	aim := p.compactTook
-	if aim == 0 {
-		aim = 500 * time.Millisecond
+	if p.compactTook == 0 {
+		// Aim the first cut with a timing run (its copy is not kept).
+		timing := filepath.Join(p.mnt, "copies", ".timing.db")
+		began := time.Now()
+		b, err := exec.Command(binPath, "compact", "--quiet", "--db", p.db, timing).CombinedOutput()
+		require.NoError(p.t, err, "%s", b)
+		p.compactTook = time.Since(began)
+		require.NoError(p.t, os.Remove(timing))
 	}
-	wait := p.between(0, aim*6/5)
+	wait := p.between(0, p.compactTook*4/5)
 	began := time.Now()
 	done := make(chan struct{})
 	go func() {
@@ -433,34 +446,66 @@ func (p *powerRun) migrationRound(r int, torn bool) string {
 	stop()
 	p.makeUnversioned()
 
-	aim := p.migrateTook
-	if aim == 0 {
-		aim = time.Second
-	}
-	wait := p.between(0, aim*3/2)
+	// The rounds take turns aiming at: the pre-migration backup being
+	// written, the moment it is reported (the migration runs next), and
+	// the first moments after "listening" (the scheduled backup, load on
+	// the new schema). Where the cut really landed is read from the log.
+	aim := p.migrations % 3
+	p.migrations++
 	began := time.Now()
+	p.led.expectPreMigration(began)
 	s, addrc, err := launch(p.t, p.cfg, p.db, nil)
 	require.NoError(p.t, err)
 	p.s = s
-	p.led.expectPreMigration(began)
-	timer := time.After(wait)
 	var stopLoad func()
-	select {
-	case a := <-addrc:
-		p.migrateTook = time.Since(began)
-		s.setAddr(a)
-		stopLoad = p.startLoad(true)
-		<-timer
-		p.stats.duringStartup++
-	case <-timer:
-		p.stats.duringMigration++
+	switch aim {
+	case 0:
+		p.waitFor(s, func() bool {
+			ents, _ := os.ReadDir(p.mnt)
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), ".imchannel.db.pre-v") {
+					return true
+				}
+			}
+			return false
+		})
+		time.Sleep(p.between(0, p.compactTook/2+time.Millisecond))
+	case 1:
+		p.waitFor(s, func() bool { return strings.Contains(s.logs.String(), `msg="wrote backup before migrating"`) })
+	default:
+		select {
+		case a := <-addrc:
+			s.setAddr(a)
+			stopLoad = p.startLoad(true)
+			time.Sleep(p.between(20*time.Millisecond, 500*time.Millisecond))
+		case <-s.exited:
+		case <-time.After(30 * time.Second):
+		}
 	}
+	wait := time.Since(began)
 	p.cut(torn, stopLoad)
-	phase := "before listening"
-	if stopLoad != nil {
+	// Where the cut landed, from what the service logged before it.
+	logs := s.logs.String()
+	phase := "before the pre-migration backup was finished"
+	switch {
+	case strings.Contains(logs, "msg=listening"):
 		phase = "after listening, under load"
+	case strings.Contains(logs, `msg="migrated schema"`):
+		phase = "after the migration, before listening"
+	case strings.Contains(logs, `msg="wrote backup before migrating"`):
+		phase = "during the migration"
 	}
+	p.stats.migrationCuts[phase]++
 	return fmt.Sprintf("cut %s after serve started on an unversioned file (%s)", wait.Round(time.Millisecond), phase)
+}
+
+// waitFor polls cond until it holds or s is gone (then the cut shows what
+// happened).
+func (p *powerRun) waitFor(s *svc, cond func() bool) {
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() && s.alive() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // makeUnversioned turns the stopped service's file into one from before
@@ -664,11 +709,11 @@ func (p *powerRun) final() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ps := p.stats
-	t.Logf("power loss: %d cuts (%d torn): %d during an online backup, %d during compact, %d during migration, %d right after it under load; "+
+	t.Logf("power loss: %d cuts (%d torn): %d during an online backup, %d during compact, migration rounds cut %v; "+
 		"%d unsynced pages dropped, %d written torn; acknowledged: %d inbound, %d sends, %d images, %d reports, %d erasures; "+
 		"lost 0, duplicated 0; backups verified after cuts: %v; %d temp files found after cuts (none under a final name); "+
 		"%d cuts left the schema unmigrated",
-		ps.cuts, ps.torn, ps.duringOnline, ps.duringCompact, ps.duringMigration, ps.duringStartup,
+		ps.cuts, ps.torn, ps.duringOnline, ps.duringCompact, ps.migrationCuts,
 		ps.droppedPages, ps.tornPages, l.count("in"), l.count("out"), l.count("img"), len(l.reports), len(l.erased),
 		ps.backupsVerified, ps.halfFilesSeen, ps.oldSchemaAfterCut)
 }
