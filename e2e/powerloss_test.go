@@ -72,9 +72,6 @@ func TestPowerLoss(t *testing.T) {
 	kinds := []string{"load", "compact", "migration"}
 	for r := range rounds {
 		kind, torn := kinds[r%len(kinds)], r%2 == 0
-		if v := os.Getenv("PL_TORN"); v != "" {
-			torn = v == "1"
-		}
 		began := time.Now()
 		var note string
 		switch kind {
@@ -409,7 +406,7 @@ func (p *powerRun) compactRound(r int, torn bool) string {
 		p.compactTook = time.Since(began)
 		require.NoError(p.t, os.Remove(timing))
 	}
-	wait := p.between(0, p.compactTook*4/5)
+	wait := p.between(0, p.compactTook/2)
 	began := time.Now()
 	done := make(chan struct{})
 	go func() {
@@ -469,7 +466,6 @@ func (p *powerRun) migrationRound(r int, torn bool) string {
 			}
 			return false
 		})
-		time.Sleep(p.between(0, p.compactTook/2+time.Millisecond))
 	case 1:
 		p.waitFor(s, func() bool { return strings.Contains(s.logs.String(), `msg="wrote backup before migrating"`) })
 	default:
