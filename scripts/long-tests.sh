@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The long forms of the reliability and security proofs (TESTING.md):
-# 20 crash iterations and a bigger outage against a race-built binary, every
-# other e2e test once, then each fuzz target for FUZZTIME (default 5m), one
-# after another with one worker so a shared machine stays usable.
+# 20 crash iterations, a bigger outage and 60 power-loss rounds
+# (IMCHANNEL_POWERLOSS_ROUNDS, at least 50 for the figures) against a
+# race-built binary, every other e2e test once, then each fuzz target for
+# FUZZTIME (default 5m), one after another with one worker so a shared
+# machine stays usable. The power-loss test needs FUSE (fuse3, root).
 #
 #   scripts/long-tests.sh            # everything
 #   FUZZTIME=30s scripts/long-tests.sh
 #   SKIP_FUZZ=1 scripts/long-tests.sh
+#   IMCHANNEL_POWERLOSS_ROUNDS=200 SKIP_FUZZ=1 scripts/long-tests.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-5m}
