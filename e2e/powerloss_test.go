@@ -155,7 +155,7 @@ func newPowerRun(t *testing.T, seed uint64) *powerRun {
 	t.Cleanup(p.origin.Close)
 	p.db = filepath.Join(p.mnt, "imchannel.db")
 	p.cfg = writeConfig(t, dir, options{providerURL: p.prov.url(), allowPrivate: true,
-		extra: fmt.Sprintf("[backup]\ndir = %q\ninterval = \"1m\"\nkeep = 2\n", filepath.Join(p.mnt, "backups"))})
+		extra: fmt.Sprintf("[backup]\ndir = %q\ninterval = \"1s\"\nkeep = 2\n", filepath.Join(p.mnt, "backups"))})
 	return p
 }
 
@@ -588,7 +588,7 @@ func (p *powerRun) verifyBackup(r int, b backupRec) {
 
 // finalName tells the files that must never be half written: backups and
 // compacted copies under their final names. Temp files start with a dot.
-var finalName = regexp.MustCompile(`^(online-r\d+-\d+\.db|compact-r\d+\.db|imchannel\.db\.pre-v\d+\.\d{8}T\d{6}Z\.bak|imchannel-\d{8}T\d{6}Z\.db)$`)
+var finalName = regexp.MustCompile(`^(online-r\d+-\d+\.db|compact-r\d+\.db|imchannel\.db\.pre-v\d+\.\d{8}T\d{6}Z\.bak|imchannel-\d{8}T\d{6}Z\.db|imchannel-latest\.db)$`)
 
 // scanFinalNames checks every file under a final name on the mount, then
 // removes the one-off copies (scheduled backups are pruned by the service).

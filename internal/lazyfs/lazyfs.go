@@ -21,8 +21,8 @@
 // A power cut (Cut) makes every later operation fail with EIO, optionally
 // after writing a random subset of the unsynced pages in random order (a
 // torn write); the caller then unmounts and mounts the backing directory
-// again. Directory renames, hard links, symlinks and xattrs are not
-// supported: the service under test uses none of them.
+// again. Directory renames, symlinks and xattrs are not supported: the
+// service under test uses none of them.
 package lazyfs
 
 import (
@@ -164,7 +164,8 @@ func (f *FS) Stats() Stats {
 // Cut simulates a power cut: every unsynced byte and namespace change is
 // dropped, and every later operation on this mount fails with EIO. With
 // torn set, a random subset of the unsynced pages of files that have a
-// durable identity is written first, in random order. Unmount next.
+// durable identity (synced before, or named by a synced directory) is
+// written first, in random order. Unmount next.
 func (f *FS) Cut(rng *rand.Rand, torn bool) Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -179,6 +180,12 @@ func (f *FS) Cut(rng *rand.Rand, torn bool) Stats {
 	for _, n := range f.files {
 		if len(n.pages) > 0 {
 			f.stats.DirtyFiles++
+		}
+		if n.backing == nil {
+			// No durable identity, so no durable name: its pages
+			// would land nowhere.
+			f.stats.DroppedPages += len(n.pages)
+			continue
 		}
 		for idx := range n.pages {
 			all = append(all, pg{n, idx})
@@ -197,9 +204,7 @@ func (f *FS) Cut(rng *rand.Rand, torn bool) Stats {
 		keep = rng.IntN(len(all) + 1)
 	}
 	for i, p := range all {
-		// A file with no backing file has no durable name: its pages
-		// would land nowhere.
-		if i >= keep || p.n.backing == nil {
+		if i >= keep {
 			f.stats.DroppedPages++
 			continue
 		}
@@ -345,6 +350,7 @@ var (
 	_ fs.NodeUnlinker  = (*dirNode)(nil)
 	_ fs.NodeRmdirer   = (*dirNode)(nil)
 	_ fs.NodeRenamer   = (*dirNode)(nil)
+	_ fs.NodeLinker    = (*dirNode)(nil)
 	_ fs.NodeFsyncer   = (*dirNode)(nil)
 	_ fs.NodeStatfser  = (*dirNode)(nil)
 	_ fs.NodeOpendirer = (*dirNode)(nil)
@@ -562,6 +568,25 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		return syscall.EISDIR
 	}
 	return 0 // the bridge moves the name in the tree
+}
+
+// Link gives a file another name; like any name, it is durable once the
+// directory is fsynced.
+func (d *dirNode) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	d.lfs.mu.Lock()
+	defer d.lfs.mu.Unlock()
+	if d.lfs.dead {
+		return nil, syscall.EIO
+	}
+	n, ok := target.(*fileNode)
+	if !ok {
+		return nil, syscall.EPERM // no hard links to directories
+	}
+	if d.GetChild(name) != nil {
+		return nil, syscall.EEXIST
+	}
+	n.attr(&out.Attr)
+	return n.EmbeddedInode(), 0
 }
 
 // Fsync on a directory makes its current entries durable: each file name

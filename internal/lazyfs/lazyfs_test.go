@@ -170,6 +170,15 @@ func TestFsyncPersistsAndTheRestIsLost(t *testing.T) {
 			require.NoError(t, os.Rename(d.path("old.tmp"), d.path("old")))
 			d.syncDir(".")
 		}, map[string][]byte{"old": {}, "old.tmp": nil}},
+		{"a hard link is durable with the directory fsync and shares the data", func(d *disk) {
+			require.NoError(t, os.Link(d.path("old"), d.path("link.tmp")))
+			require.NoError(t, os.Rename(d.path("link.tmp"), d.path("link")))
+			d.syncDir(".")
+			d.write("old", []byte("v2"), true) // through either name
+		}, map[string][]byte{"link": []byte("v2"), "old": []byte("v2"), "link.tmp": nil}},
+		{"a hard link without the directory fsync is lost", func(d *disk) {
+			require.NoError(t, os.Link(d.path("old"), d.path("link")))
+		}, map[string][]byte{"link": nil, "old": fill('1', 3*PageSize)}},
 		{"a file in a new directory needs the parent's fsync too", func(d *disk) {
 			require.NoError(t, os.Mkdir(d.path("sub"), 0o700))
 			d.durable("sub/f", []byte("in sub"))
