@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -149,8 +148,8 @@ func newPowerRun(t *testing.T, seed uint64) *powerRun {
 	})
 	p.prov = newProvider(t)
 	p.origin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "image/png")
-		_, _ = w.Write(imageBytes(r.URL.Path))
+		w.Header().Set("Content-Type", "image/jpeg")
+		_, _ = w.Write(imageBytes(r.URL.Path)) // relay_test.go's, unique per path
 	}))
 	t.Cleanup(p.origin.Close)
 	p.db = filepath.Join(p.mnt, "imchannel.db")
@@ -172,13 +171,6 @@ func (p *powerRun) mount() {
 	f, err := lazyfs.Mount(p.backing, p.mnt)
 	require.NoError(p.t, err)
 	p.fsys = f
-}
-
-// imageBytes is what the media origin serves for a path: a PNG signature
-// (so the type sniffs right) and bytes unique to the path.
-func imageBytes(path string) []byte {
-	sum := sha256.Sum256([]byte(path))
-	return append([]byte("\x89PNG\r\n\x1a\n"), []byte(strings.Repeat(fmt.Sprintf("%x", sum), 40))...)
 }
 
 // cut is the power cut: SIGKILL everything, drop the unsynced state (or
@@ -943,7 +935,7 @@ func (l *ledger) verifyStore(t *testing.T, st *store.Store, what string, cutoff 
 	}
 }
 
-// ---- payloads (seed 000: delivery and seen reports; seed 000 image) ----
+// ---- payloads (seed 000: delivery and seen reports) ----
 
 func deliveryReport(id, to string) []byte {
 	b, _ := json.Marshal(map[string]any{"results": []any{map[string]any{
@@ -958,15 +950,6 @@ func deliveryReport(id, to string) []byte {
 func seenReport(id, to string) []byte {
 	b, _ := json.Marshal(map[string]any{"results": []any{map[string]any{
 		"messageId": id, "to": to, "sentAt": "2024-05-01T10:00:01.000+0000", "seenAt": "2024-05-01T10:00:03.000+0000",
-	}}})
-	return b
-}
-
-func infobipImage(id, from, url string) []byte {
-	b, _ := json.Marshal(map[string]any{"results": []any{map[string]any{
-		"from": from, "to": "31100000000", "integrationType": "WHATSAPP",
-		"receivedAt": "2024-05-01T10:00:00.000+0000", "messageId": id,
-		"message": map[string]any{"type": "IMAGE", "caption": "power " + id, "url": url},
 	}}})
 	return b
 }
