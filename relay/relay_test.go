@@ -373,3 +373,82 @@ func TestCredentialsAndSignature(t *testing.T) {
 	require.Equal(t, store.EventMessageReceived, ev["type"])
 	require.Equal(t, "a", ev["message"].(map[string]any)["externalId"])
 }
+
+// Media still pending when MediaWait has passed goes with the provider's
+// URL rather than holding its conversation for ever; media given up on
+// (too large) goes with the provider's URL at once.
+func TestMediaNotCachedGoesWithTheProvidersURL(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	rs := save(t, s,
+		&store.Message{Provider: "cm", ExternalID: "slow", From: customer, To: business, Type: store.TypeImage,
+			Media: &store.Media{SourceURL: "http://cm.test/slow"}},
+		&store.Message{Provider: "cm", ExternalID: "big", From: "31600000001", To: business, Type: store.TypeVideo,
+			Media: &store.Media{SourceURL: "http://cm.test/big"}})
+	big, err := s.Message(rs[1].MessageID)
+	require.NoError(t, err)
+	require.NoError(t, s.MarkMediaFailed(ctx, big.Media.ID, store.MediaTooLarge, "over max_bytes"))
+
+	tg := newTarget(t, nil)
+	r := New(Deps{Store: s, Targets: []config.Relay{targetConfig(tg.srv.URL, "infobip")}, PublicURL: "http://imchannel.test",
+		MinBackoff: 5 * time.Millisecond, MediaWait: time.Nanosecond})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { r.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "both relayed", func() bool { return len(tg.all()) == 2 })
+	urls := map[string]any{}
+	for _, it := range tg.all() {
+		urls[it["messageId"].(string)] = it["message"].(map[string]any)["url"]
+	}
+	require.Equal(t, "http://cm.test/slow", urls["slow"])
+	require.Equal(t, "http://cm.test/big", urls["big"])
+}
+
+// Events purged by age before a target got them are skipped and counted;
+// the target goes on with what is kept.
+func TestExpiredEventsAreSkippedAndCounted(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	save(t, s, text("infobip", "old-1", customer, "1"), text("infobip", "old-2", customer, "2"))
+	_, err := s.PurgeEvents(ctx, time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	save(t, s, text("infobip", "new", customer, "3"))
+	tg := newTarget(t, nil)
+	r, _ := start(t, s, targetConfig(tg.srv.URL, "infobip"))
+	waitFor(t, "the kept event", func() bool { return len(tg.all()) == 1 })
+	require.Equal(t, []string{"new"}, messageIDs(tg.all()))
+	waitFor(t, "state saved", func() bool { return r.Status()[0].State.Cursor == 3 })
+	require.Equal(t, uint64(2), r.Status()[0].State.Skipped)
+}
+
+// The json format sends every event type, media at the public URL once
+// cached.
+func TestJSONFormatEveryEvent(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	rs := save(t, s, &store.Message{Provider: "infobip", ExternalID: "img", From: customer, To: business, Type: store.TypeImage,
+		Media: &store.Media{SourceURL: "http://ib.test/img"}})
+	m, err := s.Message(rs[0].MessageID)
+	require.NoError(t, err)
+	_, err = s.MarkMediaFetched(ctx, m.Media.ID, store.BytesSource([]byte("\xff\xd8\xffjpeg")), "image/jpeg", "image/jpeg")
+	require.NoError(t, err)
+	_, err = s.EraseNumber(ctx, "31600000009") // nobody: no event
+	require.NoError(t, err)
+	_, err = s.QueueOutbound(ctx, []*store.Message{{Provider: "infobip", ExternalID: "out", From: business, To: customer,
+		Type: store.TypeText, Text: "hi"}}, store.QueueOptions{})
+	require.NoError(t, err)
+	tg := newTarget(t, nil)
+	start(t, s, targetConfig(tg.srv.URL, "json"))
+	waitFor(t, "three events", func() bool { return len(tg.all()) == 3 })
+	evs := tg.all()
+	var types []string
+	for _, e := range evs {
+		types = append(types, e["type"].(string))
+	}
+	require.Equal(t, []string{store.EventMessageReceived, store.EventMediaCached, store.EventMessageQueued}, types)
+	md, err := s.Media(m.Media.ID)
+	require.NoError(t, err)
+	require.Equal(t, "http://imchannel.test/media/public/"+md.Token, evs[1]["message"].(map[string]any)["media"].(map[string]any)["url"])
+	require.Equal(t, rs[0].ConversationID, evs[0]["conversationId"])
+}

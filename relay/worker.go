@@ -113,7 +113,10 @@ func (w *worker) round(ctx context.Context) (progressed, holding bool, sent int,
 	after := w.state.Cursor
 scan:
 	for len(scanned) < window {
-		page, err := st.EventsAfter(after, pageSize)
+		// Read about what the batch still has room for: every event read
+		// costs a decode, and a full batch ends the round.
+		limit := max(min(pageSize, maxBatch-len(batch)+8), 16)
+		page, err := st.EventsAfter(after, limit)
 		if err != nil {
 			w.log.Error("read events", "err", err)
 			return false, false, 0, w.r.d.MinBackoff
@@ -154,7 +157,7 @@ scan:
 				break scan
 			}
 		}
-		if len(page.Events) < pageSize {
+		if len(page.Events) < limit {
 			break
 		}
 	}

@@ -170,7 +170,9 @@ func (s *Store) EventsAfter(after uint64, limit int) (EventPage, error) {
 		b := tx.Bucket(bucketEvents)
 		p.Purged = u64(tx.Bucket(bucketMeta).Get(keyEventsPurged))
 		p.Last = b.Sequence()
-		r := newReadTx(tx, s.reads)
+		// No read cache: each event is read about once per reader, so
+		// caching would only copy bytes and push out what agents reread.
+		r := newReadTx(tx, nil)
 		c := b.Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(p.Events) < limit; k, v = c.Next() {
 			rec := &EventRecord{}
