@@ -38,7 +38,7 @@ type post struct {
 	items  []map[string]any // results (infobip) or events (json)
 }
 
-func newTarget(t *testing.T, answer func(n int, p post) int) *target {
+func newTarget(t testing.TB, answer func(n int, p post) int) *target {
 	t.Helper()
 	tg := &target{answer: answer}
 	tg.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

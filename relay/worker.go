@@ -323,20 +323,27 @@ func (w *worker) post(ctx context.Context, batch []item) *postError {
 	return &postError{status: resp.StatusCode, reason: reason}
 }
 
-// encode wraps the batch in the format's body.
+// encode wraps the batch in the format's body. The parts are json.Marshal's
+// own output, so they are joined as they are: marshalling them again would
+// validate and compact every byte a second time.
 func (w *worker) encode(batch []item) ([]byte, error) {
-	parts := make([]json.RawMessage, len(batch))
-	for i, it := range batch {
-		parts[i] = it.body
-	}
+	key := `{"results":[`
 	if w.cfg.Format == "json" {
-		return json.Marshal(struct {
-			Events []json.RawMessage `json:"events"`
-		}{parts})
+		key = `{"events":[`
 	}
-	return json.Marshal(struct {
-		Results []json.RawMessage `json:"results"`
-	}{parts})
+	n := len(key) + 2 + len(batch)
+	for _, it := range batch {
+		n += len(it.body)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, key...)
+	for i, it := range batch {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, it.body...)
+	}
+	return append(out, "]}"...), nil
 }
 
 // build turns an event into what the target gets: nil for an event the
