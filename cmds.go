@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"imchannel/hmackey"
 	"imchannel/migrations"
 	"imchannel/store"
 )
@@ -44,7 +45,29 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{1, fmt.Errorf("check: %s: %d problem(s)", *dbPath, len(problems))}
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *dbPath)
+	if note, err := residueNote(*dbPath); err != nil {
+		return err
+	} else if note != "" {
+		fmt.Fprintln(stdout, note)
+	}
 	return nil
+}
+
+// residueNote says how many freed pages still hold data (deleted or erased
+// records): not a fault of the file, but what `compact` removes and what
+// no backup carries. "" when there are none.
+func residueNote(path string) (string, error) {
+	db, err := store.OpenBolt(path, true, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	n, err := store.FreePageResidue(db)
+	if err != nil || n == 0 {
+		return "", err
+	}
+	return fmt.Sprintf("note: %d freed page(s) still hold old data (deleted or erased records, erased customers' included); "+
+		"backups never copy them; `imchannel compact` writes a copy without them", n), nil
 }
 
 // checkFile opens a file read-only and runs every check on it.
@@ -117,6 +140,8 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	out := fs.Arg(0)
 	prog := newProgress(stderr, "backup", *quiet)
 	var write func(w io.Writer) error
+	var confirm func() error
+	var streamID string
 	if *dbPath != "" {
 		db, err := store.OpenBolt(*dbPath, true, 5*time.Second)
 		if err != nil {
@@ -126,7 +151,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		write = func(w io.Writer) error {
 			return db.View(func(tx *bolt.Tx) error {
 				prog.begin(tx.Size())
-				if _, err := tx.WriteTo(prog.writer(w)); err != nil {
+				if _, err := store.WriteBackup(tx, prog.writer(w)); err != nil {
 					return fmt.Errorf("backup: %w", err)
 				}
 				prog.finish()
@@ -149,13 +174,20 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if pass == "" {
 			pass = os.Getenv("IMCHANNEL_PASSWORD")
 		}
-		write = func(w io.Writer) error { return fetchBackup(ctx, u, name, pass, w, prog) }
+		write = func(w io.Writer) error { return fetchBackup(ctx, u, name, pass, w, prog, &streamID) }
+		confirm = func() error { return confirmBackup(ctx, u, name, pass, streamID) }
 	}
 	n, err := writeChecked(out, write)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s (%d bytes), check ok\n", out, n)
+	if confirm != nil && streamID != "" {
+		// The file is good either way; only the service's record misses it.
+		if err := confirm(); err != nil {
+			fmt.Fprintf(stderr, "backup: warning: the service did not record this as its last backup: %v\n", err)
+		}
+	}
 	return nil
 }
 
@@ -194,6 +226,7 @@ func runCompact(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		})
 	})
 	prog := newProgress(stderr, "compact", *quiet)
+	reclaimed := 0
 	n, err := writeChecked(out, func(w io.Writer) error {
 		// bbolt needs a path, not a writer: compact into the (still
 		// empty) temp file by its name.
@@ -222,6 +255,10 @@ func runCompact(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		err = bolt.Compact(dst, src, 8<<20)
 		close(stop)
 		<-done
+		if err == nil {
+			// Hosted media a crash left without its message go from the copy.
+			reclaimed, err = store.ReclaimOrphanMediaIn(dst)
+		}
 		if cerr := dst.Close(); err == nil {
 			err = cerr
 		}
@@ -239,14 +276,18 @@ func runCompact(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if d := before.Size() - n; d > 0 {
 		saved = humanBytes(d) + " reclaimed"
 	}
+	if reclaimed > 0 {
+		saved += fmt.Sprintf("; %d orphaned media reclaimed", reclaimed)
+	}
 	fmt.Fprintf(stdout, "compacted %s (%d bytes) into %s (%d bytes): %s\n", *dbPath, before.Size(), out, n, saved)
 	return nil
 }
 
 func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("erase", "erase --db FILE --number N", stderr)
+	fs := newFlags("erase", "erase --db FILE --number N [--key FILE]", stderr)
 	dbPath := fs.String("db", "", "database file (the service must be stopped; online: DELETE /api/v1/customers/{number})")
 	number := fs.String("number", "", "the customer's phone number, any format")
+	keyFile := fs.String("key", "", "HMAC key file (default: the database's path + \".key\", as serve uses)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -260,7 +301,11 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := os.Stat(*dbPath); err != nil {
 		return fmt.Errorf("erase: %w", err)
 	}
-	st, err := store.Open(*dbPath, store.Options{NoMigrate: true})
+	key, _, err := hmackey.LoadOrCreate(cmdKeyPath(*dbPath, *keyFile))
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	st, err := store.Open(*dbPath, store.Options{NoMigrate: true, HMACKey: key})
 	if err != nil {
 		return err
 	}
@@ -271,6 +316,50 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("erase: %w (after removing %d message(s); run it again to finish)", err, n)
 	}
-	fmt.Fprintf(stdout, "erased %d message(s); audit line recorded for number sha256 %s\n", n, store.NumberHash(*number))
+	fmt.Fprintf(stdout, "erased %d message(s); audit line recorded for number hmac %s\n", n, store.NumberHMAC(key, *number))
+	return nil
+}
+
+// cmdKeyPath is --key, else the key serve uses by default for db.
+func cmdKeyPath(db, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return hmackey.DefaultPath(db)
+}
+
+// runErased answers "was this number erased?" from the audit lines and the
+// HMAC key: exit 0 and the erasures if it was, exit 1 if not.
+func runErased(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("erased", "erased --db FILE --number N [--key FILE]", stderr)
+	dbPath := fs.String("db", "", "database file, read only (stop the service first, or ask a backup)")
+	number := fs.String("number", "", "the phone number, any format")
+	keyFile := fs.String("key", "", "HMAC key file (default: the database's path + \".key\")")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 || *dbPath == "" || store.NormalizeNumber(*number) == "" {
+		fs.Usage()
+		return &exitError{2, errors.New("erased: need --db FILE and --number N")}
+	}
+	key, err := hmackey.Load(cmdKeyPath(*dbPath, *keyFile))
+	if err != nil {
+		return fmt.Errorf("erased: %w", err)
+	}
+	st, err := store.Open(*dbPath, store.Options{ReadOnly: true, NoMigrate: true, HMACKey: key})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	lines, err := st.Erasures(*number)
+	if err != nil {
+		return err
+	}
+	if len(lines) == 0 {
+		return &exitError{1, fmt.Errorf("erased: no erasure of that number is recorded (with this key)")}
+	}
+	for _, l := range lines {
+		fmt.Fprintf(stdout, "erased at %s: %d message(s)\n", l.At.Format(time.RFC3339), l.Count)
+	}
 	return nil
 }

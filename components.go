@@ -28,12 +28,13 @@ func (a *app) registerComponents(r *mux.Router) {
 	media.NewServer(a.store, a.log, a.agentCreds()).Register(r)
 	outbound.NewAPI(a.outboundDeps()).Register(r)
 	web.Must(web.New(web.Deps{
-		Store:      a.store,
-		Log:        a.log,
-		Creds:      a.agentCreds(),
-		LastBackup: a.store.LastBackup,
-		Location:   a.location(),
-		Relays:     a.relayStatus(),
+		Store:        a.store,
+		Log:          a.log,
+		Creds:        a.agentCreds(),
+		LastBackup:   a.store.LastBackup,
+		LastDownload: a.store.LastDownload,
+		Location:     a.location(),
+		Relays:       a.relayStatus(),
 	})).Register(r)
 }
 
@@ -62,5 +63,5 @@ func (a *app) workers() []func(context.Context) {
 }
 
 func (a *app) outboundDeps() outbound.Deps {
-	return outbound.Deps{Store: a.store, Log: a.log, Metrics: a.metrics, Config: a.cfg}
+	return outbound.Deps{Store: a.store, Log: a.log, Metrics: a.metrics, Config: a.cfg, HMACKey: a.key}
 }

@@ -64,6 +64,7 @@ func commands() []command {
 		{"compact", "write a compacted copy of a database file", runCompact},
 		{"restore", "put a checked backup in place of a stopped service's database", runRestore},
 		{"erase", "erase every message of one customer number (offline)", runErase},
+		{"erased", "tell whether a number was erased, from the audit and the HMAC key", runErased},
 		{"version", "print the version and the schema version", runVersion},
 	}
 }

@@ -78,8 +78,9 @@ func redactURL(raw string) string {
 }
 
 // fetchBackup streams GET /admin/backup into w. The server sends the exact
-// size as Content-Length; a shorter stream is an error.
-func fetchBackup(ctx context.Context, u *url.URL, user, password string, w io.Writer, prog *progress) error {
+// size as Content-Length; a shorter stream is an error. *id gets the
+// stream's id, for confirmBackup once the file is checked.
+func fetchBackup(ctx context.Context, u *url.URL, user, password string, w io.Writer, prog *progress, id *string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err
@@ -112,6 +113,7 @@ func fetchBackup(ctx context.Context, u *url.URL, user, password string, w io.Wr
 		}
 		return fmt.Errorf("backup: %s answered %s: %s", u.Redacted(), resp.Status, msg)
 	}
+	*id = resp.Header.Get(backupIDHeader)
 	prog.begin(resp.ContentLength)
 	n, err := io.Copy(prog.writer(w), resp.Body)
 	if err != nil {

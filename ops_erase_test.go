@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"imchannel/hmackey"
 	"imchannel/store"
 )
 
@@ -46,11 +47,12 @@ func TestOpsEraseRoute(t *testing.T) {
 	lines, err := e.app.store.Audit(5)
 	require.NoError(t, err)
 	require.Len(t, lines, 1)
-	require.Equal(t, store.NumberHash("385919998888"), lines[0].NumberSHA256)
+	require.Equal(t, store.NumberHMAC(e.app.key, "385919998888"), lines[0].NumberHMAC)
+	require.NotEmpty(t, lines[0].NumberHMAC)
 	require.Equal(t, 3, lines[0].Count)
 	for _, l := range strings.Split(e.logs.String(), "\n") {
 		if strings.Contains(l, "customer erased") {
-			require.Contains(t, l, lines[0].NumberSHA256)
+			require.Contains(t, l, lines[0].NumberHMAC)
 			require.NotContains(t, l, "385919998888")
 		}
 	}
@@ -74,8 +76,18 @@ func TestOpsEraseCommand(t *testing.T) {
 	so, se, err := runCLI(ctx, "erase", "--db", path, "--number", "+31 600 000 042")
 	require.NoError(t, err, se)
 	require.Contains(t, so, "erased 1 message(s)")
-	require.Contains(t, so, store.NumberHash("31600000042"))
+	key, err := hmackey.Load(path + ".key")
+	require.NoError(t, err, "erase created the key beside the database")
+	require.Contains(t, so, store.NumberHMAC(key, "31600000042"))
 	require.NotContains(t, so, "31600000042")
+	// The same key answers "was this number erased?".
+	so, se, err = runCLI(ctx, "erased", "--db", path, "--number", "0031600000042")
+	require.NoError(t, err, se)
+	require.Contains(t, so, "erased at ")
+	require.Contains(t, so, "1 message(s)")
+	_, se, err = runCLI(ctx, "erased", "--db", path, "--number", "31600000043")
+	require.Error(t, err)
+	require.Contains(t, se+err.Error(), "no erasure")
 	so, _, err = runCLI(ctx, "check", "--db", path)
 	require.NoError(t, err, so)
 

@@ -22,6 +22,9 @@ func (a *app) scrapeOps(ctx context.Context) {
 	if at, _ := a.store.LastBackup(); !at.IsZero() {
 		m.LastBackup.Set(float64(at.UnixNano()) / 1e9)
 	}
+	if at, _ := a.store.LastDownload(); !at.IsZero() {
+		m.LastDownload.Set(float64(at.UnixNano()) / 1e9)
+	}
 	interval := 0.0
 	if a.cfg.Backup.Dir != "" {
 		interval = a.cfg.Backup.Interval.Seconds()

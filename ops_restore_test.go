@@ -85,7 +85,7 @@ func TestOpsRestoreBinary(t *testing.T) {
 	require.Equal(t, 3, messageCount(t, db))
 	old, err := os.ReadFile(db)
 	require.NoError(t, err)
-	require.Equal(t, []string{"backup.db", "imchannel.db"}, dirNames(t, dir))
+	require.Equal(t, []string{"backup.db", "imchannel.db", "imchannel.db.key"}, dirNames(t, dir), "the HMAC key lives beside the database")
 
 	code, stdout, stderr = asBinary(t, "restore", backup, "--db", db)
 	require.Equal(t, 0, code, stderr)
@@ -97,9 +97,10 @@ func TestOpsRestoreBinary(t *testing.T) {
 	require.Equal(t, 1, messageCount(t, db))
 
 	names := dirNames(t, dir)
-	require.Len(t, names, 3, "no temp file is left: %v", names)
-	require.Regexp(t, `^imchannel\.db\.pre-restore-\d{8}T\d{6}Z$`, names[2])
-	kept := filepath.Join(dir, names[2])
+	require.Len(t, names, 4, "no temp file is left: %v", names)
+	require.Equal(t, "imchannel.db.key", names[2], "the HMAC key stays as it is")
+	require.Regexp(t, `^imchannel\.db\.pre-restore-\d{8}T\d{6}Z$`, names[3])
+	kept := filepath.Join(dir, names[3])
 	keptBytes, err := os.ReadFile(kept)
 	require.NoError(t, err)
 	require.True(t, bytes.Equal(old, keptBytes), "the old file is kept as it was")

@@ -37,4 +37,13 @@ func (a *app) purgeOnce(ctx context.Context, log *slog.Logger) {
 		log.Info("retention purge", "cutoff", cutoff.UTC().Format(time.RFC3339), "messages", res.Messages,
 			"pending", res.Pending, "ms", time.Since(start).Milliseconds())
 	}
+	// Hosted media a crash left without its message (older files; new ones
+	// are stored with it in one transaction).
+	if n, err := a.store.ReclaimOrphanMedia(ctx); err != nil {
+		if ctx.Err() == nil {
+			log.Error("reclaiming orphaned media failed", "err", err)
+		}
+	} else if n > 0 {
+		log.Info("reclaimed orphaned media", "media", n)
+	}
 }

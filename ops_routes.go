@@ -36,6 +36,6 @@ func (a *app) eraseCustomer(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, a.log, err)
 		return
 	}
-	a.log.Info("customer erased", "component", "erase", "numberSha256", store.NumberHash(number), "messages", n)
+	a.log.Info("customer erased", "component", "erase", "numberHmac", a.store.NumberHMAC(number), "messages", n)
 	httpx.WriteJSON(w, http.StatusOK, map[string]int{"erased": n})
 }

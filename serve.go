@@ -21,6 +21,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"imchannel/config"
+	"imchannel/hmackey"
 	"imchannel/httpx"
 	"imchannel/metrics"
 	"imchannel/relay"
@@ -172,6 +173,11 @@ type app struct {
 	metrics *metrics.Metrics
 	// relay hands the events log on to the [[relay]] targets.
 	relay *relay.Relay
+	// key is the HMAC key (hmackey), read from its own file.
+	key []byte
+	// downloads are the recent whole /admin/backup streams, waiting for
+	// `backup --url` to confirm it checked them.
+	downloads *downloadLog
 	// observers caches latency series by route, method and status.
 	observers sync.Map
 }
@@ -180,8 +186,13 @@ type app struct {
 // what in-process tests build their router from. The caller closes a.store.
 func newApp(cfg config.Config, log *slog.Logger) (*app, error) {
 	m := metrics.New()
+	key, err := loadKey(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(cfg.DB, store.Options{
-		Logger: log,
+		HMACKey: key,
+		Logger:  log,
 		OnCommit: func(size int, d time.Duration) {
 			m.CommitBatchSize.Observe(float64(size))
 			m.CommitDuration.Observe(d.Seconds())
@@ -201,9 +212,30 @@ func newApp(cfg config.Config, log *slog.Logger) (*app, error) {
 	for _, result := range []string{store.MediaCached, store.MediaFailed, store.MediaTooLarge, "retry"} {
 		m.MediaFetches.WithLabelValues(result)
 	}
-	a := &app{cfg: cfg, log: log, store: st, metrics: m}
+	a := &app{cfg: cfg, log: log, store: st, metrics: m, key: key, downloads: &downloadLog{}}
 	a.relay = a.newRelay()
 	return a, nil
+}
+
+// keyPath is where the HMAC key lives: key_file, else beside the database.
+func keyPath(cfg config.Config) string {
+	if cfg.KeyFile != "" {
+		return cfg.KeyFile
+	}
+	return hmackey.DefaultPath(cfg.DB)
+}
+
+// loadKey reads the HMAC key, creating it at the first start.
+func loadKey(cfg config.Config, log *slog.Logger) ([]byte, error) {
+	p := keyPath(cfg)
+	key, created, err := hmackey.LoadOrCreate(p)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created the HMAC key; back it up with the config (docs/security.md)", "path", p)
+	}
+	return key, nil
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
@@ -314,6 +346,7 @@ func (a *app) routes() http.Handler {
 	r.HandleFunc("/healthz", a.healthz).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/metrics", agents(http.HandlerFunc(a.serveMetrics))).Methods(http.MethodGet)
 	r.Handle("/admin/backup", agents(http.HandlerFunc(a.serveBackup))).Methods(http.MethodGet)
+	r.Handle("/admin/backup/checked", httpx.LimitBody(httpx.SmallBody, agents(http.HandlerFunc(a.serveBackupChecked)))).Methods(http.MethodPost)
 
 	a.registerComponents(r)
 
@@ -353,10 +386,12 @@ func (a *app) serveMetrics(w http.ResponseWriter, r *http.Request) {
 func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 	log := a.log.With("component", "backup")
 	start := time.Now()
+	id := a.store.NewID()
 	var size, n int64
 	err := a.store.View(func(tx *bolt.Tx) error {
 		size = tx.Size()
 		h := w.Header()
+		h.Set(backupIDHeader, id)
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Content-Disposition", `attachment; filename="imchannel-backup.db"`)
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
@@ -364,7 +399,7 @@ func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 		dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), idle: a.cfg.Limits.WriteTimeout.Duration}
 		var err error
 		// Paced, so copying from the page cache never takes a core from ingest.
-		n, err = tx.WriteTo(store.PacedWriter(r.Context(), dw, store.DefaultBackupRate))
+		n, err = store.WriteBackup(tx, store.PacedWriter(r.Context(), dw, store.DefaultBackupRate))
 		return err
 	})
 	if err != nil {
@@ -372,9 +407,13 @@ func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 		log.Warn("backup stream cut off", "err", err, "sent", n, "size", size)
 		return
 	}
-	if err := a.store.RecordBackup(context.WithoutCancel(r.Context()), start, size); err != nil {
-		log.Warn("could not record the backup", "err", err)
+	// A whole stream is a download, not yet a backup: nobody is known to
+	// have kept or checked it. `backup --url` confirms its checked file by
+	// id (POST /admin/backup/checked), which records the backup.
+	if err := a.store.RecordDownload(context.WithoutCancel(r.Context()), start, size); err != nil {
+		log.Warn("could not record the download", "err", err)
 	}
+	a.downloads.add(id, start, size)
 	log.Info("backup streamed", "bytes", size, "ms", time.Since(start).Milliseconds())
 }
 

@@ -37,6 +37,9 @@ type Config struct {
 	Addr      string `toml:"addr"`
 	DB        string `toml:"db"`
 	PublicURL string `toml:"public_url"`
+	// KeyFile holds the secret key for keyed hashes (erasure audit, token
+	// fingerprints); "" means beside the database, db + ".key".
+	KeyFile string `toml:"key_file"`
 
 	Log       Log       `toml:"log"`
 	Limits    Limits    `toml:"limits"`

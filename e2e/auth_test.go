@@ -55,6 +55,7 @@ func allRoutes(msgID, convID, mediaID string) []route {
 		{"DELETE", "/api/v1/customers/31600000099", authAgent, nil},
 		{"GET", "/metrics", authAgent, nil},
 		{"GET", "/admin/backup", authAgent, nil},
+		{"POST", "/admin/backup/checked", authAgent, []byte(`{"id":"01HZZZZZZZZZZZZZZZZZZZZZZZ"}`)},
 	}
 }
 

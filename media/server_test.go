@@ -212,7 +212,11 @@ func TestServePublicHostedMedia(t *testing.T) {
 	st := openStore(t, tempDB(t))
 	api := newAPI(t, st)
 	data := append([]byte("%PDF-1.7\n"), pattern(5000)...)
-	md, err := st.PutHostedMedia(context.Background(), data, "application/pdf", "offer.pdf")
+	h, err := st.NewHostedMedia(data, "application/pdf", "offer.pdf")
+	require.NoError(t, err)
+	md := h.Media
+	_, err = st.QueueWithHosted(context.Background(), &store.Message{Provider: store.ProviderInfobip, ExternalID: "tmpl-1", From: "1234",
+		To: "31612345678", Type: store.TypeTemplate, Outbound: &store.OutboundSpec{TemplateName: "t", HeaderMedia: md.ID}}, h, store.QueueOptions{})
 	require.NoError(t, err)
 	publicURL := api.URL + "/media/public/" + md.Token
 

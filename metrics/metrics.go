@@ -34,7 +34,8 @@ type Metrics struct {
 
 	// Set at each scrape, for the alert rules in deploy/prometheus/.
 	OutboxOldestAge prometheus.Gauge // seconds the longest-waiting outbound message has waited
-	LastBackup      prometheus.Gauge // unix seconds of the last successful backup, 0: none
+	LastBackup      prometheus.Gauge // unix seconds of the last checked backup, 0: none
+	LastDownload    prometheus.Gauge // unix seconds of the last whole /admin/backup download, 0: none
 	BackupInterval  prometheus.Gauge // configured scheduled interval in seconds, 0: off
 	Healthy         prometheus.Gauge // 1 when the database takes writes (the /healthz probe)
 
@@ -69,7 +70,8 @@ func New() *Metrics {
 		CommitDuration:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "imchannel_commit_duration_seconds", Help: "Time to commit and fsync one batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		DBSize:            prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_db_size_bytes", Help: "Size of the database file."}),
 		OutboxOldestAge:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_outbox_oldest_age_seconds", Help: "How long the longest-waiting outbound message has been due; 0 when none waits."}),
-		LastBackup:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_last_backup_timestamp_seconds", Help: "Unix time of the last successful backup (scheduled or /admin/backup); 0 when there was none."}),
+		LastBackup:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_last_backup_timestamp_seconds", Help: "Unix time of the last backup written and checked (scheduled, or backup --url after its check); 0 when there was none."}),
+		LastDownload:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_last_download_timestamp_seconds", Help: "Unix time of the last whole GET /admin/backup stream, checked or not; 0 when there was none."}),
 		BackupInterval:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_backup_interval_seconds", Help: "The scheduled backup interval; 0 when scheduled backups are off."}),
 		Healthy:           prometheus.NewGauge(prometheus.GaugeOpts{Name: "imchannel_healthy", Help: "1 when the database takes writes (the /healthz probe, run at each scrape), else 0."}),
 		HTTPDuration:      prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "imchannel_http_request_duration_seconds", Help: "HTTP request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route", "method", "code"}),
@@ -83,7 +85,7 @@ func New() *Metrics {
 	r.MustRegister(m.InboundPosts, m.InboundMessages, m.InboundDuplicates, m.InboundReports, m.Rejections, m.Quarantined,
 		m.OutboxDepth, m.Sends, m.Retries, m.MediaFetches, m.MediaBytes, m.MediaFailures,
 		m.CommitBatchSize, m.CommitDuration, m.DBSize, m.HTTPDuration,
-		m.OutboxOldestAge, m.LastBackup, m.BackupInterval, m.Healthy,
+		m.OutboxOldestAge, m.LastBackup, m.LastDownload, m.BackupInterval, m.Healthy,
 		m.RelayDelivered, m.RelayFailures, m.RelayLagEvents, m.RelayLagSeconds, m.RelayLastSuccess, m.RelayQuarantined,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

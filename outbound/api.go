@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"imchannel/config"
+	"imchannel/hmackey"
 	"imchannel/httpx"
 	"imchannel/metrics"
 	"imchannel/store"
@@ -35,6 +36,10 @@ type Deps struct {
 	Client *http.Client
 	// Now is the clock (the store's by default).
 	Now func() time.Time
+	// HMACKey keys the fingerprint that binds issued tokens to the app key
+	// and secret (package hmackey). Without it (tests) the fingerprint is
+	// an unkeyed hash.
+	HMACKey []byte
 }
 
 func (d *Deps) defaults() {
@@ -126,7 +131,7 @@ func (a *API) authorized(r *http.Request) bool {
 			return false
 		}
 		static := c.BearerToken != "" && httpx.Equal(tok, c.BearerToken)
-		return static || a.d.Store.TokenValid(tok, a.d.Now())
+		return static || a.d.Store.TokenValid(tok, a.d.Now(), a.fingerprint())
 	}
 	if c.AppKey != "" && c.AppSecret != "" {
 		return httpx.BasicOK(r, []httpx.Credential{{User: c.AppKey, Password: c.AppSecret}})
@@ -161,16 +166,52 @@ type tokenRequest struct {
 	AppSecret string `json:"app_secret"`
 }
 
+// tokenResponse is tokenByAkSk's answer as Huawei CEC's API page shows it
+// (support.huaweicloud.com/intl/en-us/api-cec/cec_07_0005.html): every
+// value a string.
 type tokenResponse struct {
 	AccessToken string `json:"AccessToken"`
 	ApplyType   string `json:"ApplyType"`
-	CreateTime  string `json:"CreateTime"` // unix milliseconds
+	CreateTime  string `json:"CreateTime"` // unix seconds
 	Expires     string `json:"Expires"`    // seconds
+	Scope       string `json:"Scope"`
+	AppKey      string `json:"AppKey"`
+	UserID      string `json:"UserID"`
+}
+
+// fingerprint binds issued tokens to the credentials that issued them: a
+// token is valid only while [api] app_key and app_secret are what they were,
+// so changing the secret (and restarting) revokes every issued token.
+func (a *API) fingerprint() string {
+	c := a.d.Config.API
+	parts := []string{"tokenByAkSk", c.AppKey, c.AppSecret}
+	if len(a.d.HMACKey) > 0 {
+		return hmackey.Sum(a.d.HMACKey, parts...)
+	}
+	return hmackey.Sum(nil, parts...)
+}
+
+// tokenTTL is the lifetime asked for in X-Token-Expire (seconds), capped
+// by api.token_ttl (itself at most an hour); absent, api.token_ttl.
+func (a *API) tokenTTL(r *http.Request) (time.Duration, error) {
+	limit := a.d.Config.API.TokenTTL.Duration
+	v := strings.TrimSpace(r.Header.Get("X-Token-Expire"))
+	if v == "" {
+		return limit, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, httpx.Errorf(store.ErrInvalid, "X-Token-Expire %q: must be a number of seconds, 1 to 3600", v)
+	}
+	if n > int64(limit/time.Second) {
+		return limit, nil
+	}
+	return time.Duration(n) * time.Second, nil
 }
 
 // serveToken is tokenByAkSk: app key and secret in, a short-lived bearer
-// token out. The token is kept hashed in the store, so it survives a
-// restart and expires there.
+// token out. The token is kept hashed in the store, bound to the
+// credentials that issued it, so it survives a restart and expires there.
 func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
 	var req tokenRequest
 	if err := decodeChecked(w, r, httpx.SmallBody, &req); err != nil {
@@ -193,6 +234,11 @@ func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	ttl, err := a.tokenTTL(r)
+	if err != nil {
+		httpx.WriteError(w, r, a.log, err)
+		return
+	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		httpx.WriteError(w, r, a.log, fmt.Errorf("%w: token: %v", store.ErrInternal, err))
@@ -200,17 +246,25 @@ func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := hex.EncodeToString(raw[:])
 	now := a.d.Now()
-	ttl := a.d.Config.API.TokenTTL.Duration
-	if err := a.d.Store.SaveToken(r.Context(), tok, now.Add(ttl)); err != nil {
+	if err := a.d.Store.SaveToken(r.Context(), tok, now.Add(ttl), a.fingerprint()); err != nil {
 		httpx.WriteError(w, r, a.log, err)
 		return
 	}
 	secs := strconv.Itoa(int(ttl / time.Second))
 	w.Header().Set("X-Token-Expire", secs)
 	w.Header().Set("Cache-Control", "no-store")
+	appKey := c.AppKey
+	if appKey == "" {
+		appKey = req.AppKey // open mode: nothing configured to name
+	}
 	httpx.WriteJSON(w, http.StatusOK, tokenResponse{AccessToken: tok, ApplyType: "Bearer",
-		CreateTime: strconv.FormatInt(now.UnixMilli(), 10), Expires: secs})
+		CreateTime: strconv.FormatInt(now.Unix(), 10), Expires: secs,
+		Scope: tokenScope, AppKey: appKey, UserID: "Anonymous"})
 }
+
+// tokenScope is the Scope every issued token has: the send API only. Huawei's
+// page shows a 32-character value; this one is a fixed 32-character name.
+const tokenScope = "imchannel-send-api-omni-template"
 
 // ---- the OMNI send API ----
 

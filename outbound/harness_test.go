@@ -142,6 +142,8 @@ type env struct {
 	stopDisp func()
 	// log, if set, receives the outbound components' logs.
 	log *slog.Logger
+	// hmacKey, if set, keys the token fingerprints.
+	hmacKey []byte
 }
 
 func newEnv(t *testing.T, cfg config.Config, prov *fakeProvider) *env {
@@ -155,7 +157,7 @@ func newEnv(t *testing.T, cfg config.Config, prov *fakeProvider) *env {
 }
 
 func (e *env) deps() outbound.Deps {
-	return outbound.Deps{Store: e.st, Log: e.log, Metrics: metrics.New(), Config: e.cfg, Now: e.now}
+	return outbound.Deps{Store: e.st, Log: e.log, Metrics: metrics.New(), Config: e.cfg, Now: e.now, HMACKey: e.hmacKey}
 }
 
 func (e *env) open() {

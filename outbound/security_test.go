@@ -1,6 +1,8 @@
 package outbound_test
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +13,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+
+	"imchannel/store"
 )
 
 // Issue 13 item 6: every time the API accepts passes one range check; one
@@ -125,4 +130,146 @@ func TestBodyRefusedBeforeReading(t *testing.T) {
 			require.True(t, strings.HasPrefix(string(buf[:n]), "HTTP/1.1 "+c.want), "%s", buf[:n])
 		})
 	}
+}
+
+// tokenWith asks tokenByAkSk for a token with an X-Token-Expire header.
+func (e *env) tokenWith(expire string) (int, http.Header, map[string]string) {
+	e.t.Helper()
+	status, h, b := e.post("/apigovernance/api/oauth/tokenByAkSk", map[string]string{"app_key": appKey, "app_secret": appSecret},
+		func(r *http.Request) {
+			if expire != "" {
+				r.Header.Set("X-Token-Expire", expire)
+			}
+		})
+	var out map[string]string
+	_ = json.Unmarshal(b, &out)
+	if status != 200 {
+		out = map[string]string{"error": string(b)}
+	}
+	return status, h, out
+}
+
+// Issue 12 item 8: tokenByAkSk honours X-Token-Expire (capped by
+// api.token_ttl, at most 3600), answers CreateTime in seconds, and carries
+// Scope, AppKey and UserID as Huawei CEC's page shows them.
+func TestTokenByAkSkAnswer(t *testing.T) {
+	clk := &clock{}
+	cfg := testConfig("infobip", "http://127.0.0.1:1/unused")
+	cfg.API.TokenTTL.Duration = 30 * time.Minute
+	e := newEnv(t, cfg, nil)
+	e.now = clk.now
+	e.close()
+	e.open()
+
+	for _, c := range []struct{ expire, want string }{
+		{"", "1800"}, {"600", "600"}, {" 60 ", "60"}, {"3600", "1800"}, {"86400", "1800"},
+	} {
+		status, h, tok := e.tokenWith(c.expire)
+		require.Equal(t, 200, status, "%v", tok)
+		require.Equal(t, c.want, tok["Expires"], "X-Token-Expire %q", c.expire)
+		require.Equal(t, c.want, h.Get("X-Token-Expire"))
+		created, err := time.Parse(time.RFC3339, "2006-01-02T15:04:05Z")
+		require.NoError(t, err)
+		require.Len(t, tok["CreateTime"], 10, "unix seconds, not milliseconds: %s", tok["CreateTime"])
+		var secs int64
+		_, err = fmt.Sscan(tok["CreateTime"], &secs)
+		require.NoError(t, err)
+		require.InDelta(t, clk.now().Unix(), secs, 5)
+		require.True(t, time.Unix(secs, 0).After(created))
+		require.Equal(t, appKey, tok["AppKey"])
+		require.Equal(t, "Anonymous", tok["UserID"])
+		require.Len(t, tok["Scope"], 32)
+		require.Equal(t, "Bearer", tok["ApplyType"])
+	}
+	for _, bad := range []string{"abc", "0", "-5", "1e3"} {
+		status, _, out := e.tokenWith(bad)
+		require.Equal(t, 400, status, "X-Token-Expire %q", bad)
+		require.Contains(t, out["error"], "X-Token-Expire")
+	}
+
+	// A 60-second token works for 60 seconds.
+	_, _, tok := e.tokenWith("60")
+	id := 0
+	send := func() int {
+		id++
+		status, _, _ := e.post(sendPath, text(fmt.Sprintf("ttl-%d", id), "41793026727", "x"), bearer(tok["AccessToken"], appKey))
+		return status
+	}
+	require.Equal(t, 200, send())
+	clk.add(59 * time.Second)
+	require.Equal(t, 200, send())
+	clk.add(2 * time.Second)
+	require.Equal(t, 401, send(), "expired after X-Token-Expire seconds")
+}
+
+// Issue 13 item 8: an issued token is bound to the app key and secret that
+// issued it; after the secret changes (and a restart) it no longer opens
+// the send API.
+func TestTokenBoundToCredentials(t *testing.T) {
+	cfg := testConfig("infobip", "http://127.0.0.1:1/unused")
+	e := newEnv(t, cfg, nil)
+	_, _, tok := e.token(appKey, appSecret)
+	issued := bearer(tok["AccessToken"], appKey)
+	n := 0
+	send := func() int {
+		n++
+		status, _, _ := e.post(sendPath, text(fmt.Sprintf("bind-%d", n), "41793026727", "x"), issued)
+		return status
+	}
+	require.Equal(t, 200, send())
+
+	e.close()
+	e.open()
+	require.Equal(t, 200, send(), "same credentials: the token survives a restart")
+
+	e.close()
+	e.cfg.API.AppSecret = "rotated-secret"
+	e.open()
+	require.Equal(t, 401, send(), "the secret changed: the old token is revoked")
+	status, _, _ := e.post(sendPath, text("bind-static", "41793026727", "x"), okAuth)
+	require.Equal(t, 200, status, "the static bearer token is configuration, not issued: it keeps working")
+
+	e.close()
+	e.cfg.API.AppSecret = appSecret
+	e.cfg.API.AppKey = "other-key"
+	e.open()
+	require.Equal(t, 401, send(), "the app key changed")
+
+	// With an HMAC key the fingerprint is keyed: the database alone does
+	// not let anyone test guesses of the secret.
+	e.close()
+	e.cfg.API.AppKey = appKey
+	e.hmacKey = []byte("0123456789abcdef0123456789abcdef")
+	e.open()
+	require.Equal(t, 401, send(), "issued under another HMAC key")
+	_, _, tok = e.token(appKey, appSecret)
+	issued = bearer(tok["AccessToken"], appKey)
+	require.Equal(t, 200, send())
+}
+
+// Issue 13 item 9: the template endpoint stores a hosted header and its
+// message in one transaction: the header names its message as owner, and
+// the file passes check (which reports hosted media nothing uses).
+func TestTemplateHeaderStoredWithItsMessage(t *testing.T) {
+	e := newEnv(t, testConfig("infobip", "http://127.0.0.1:1/unused"), nil)
+	png := append([]byte("\x89PNG\r\n\x1a\n"), bytes.Repeat([]byte{9}, 2000)...)
+	body := strings.Replace(seed001, `"header": null`, `"header": {"type":"IMAGE","data":"`+base64.StdEncoding.EncodeToString(png)+`","documentType":"png","fileName":"banner.png"}`, 1)
+	body = strings.Replace(body, `"headerData": ["Griffin"]`, `"headerData": []`, 1)
+	status, _, b := e.post(templatePath, body, okAuth)
+	require.Equal(t, 200, status, "%s", b)
+	var msg *store.Message
+	require.NoError(t, e.st.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("messages")).ForEach(func(_, v []byte) error {
+			var m store.Message
+			if json.Unmarshal(v, &m) == nil && m.Outbound != nil && m.Outbound.HeaderMedia != "" {
+				msg = &m
+			}
+			return nil
+		})
+	}))
+	require.NotNil(t, msg)
+	md, err := e.st.Media(msg.Outbound.HeaderMedia)
+	require.NoError(t, err)
+	require.Equal(t, msg.ID, md.MessageID, "the hosted header was stored with its message")
+	require.Empty(t, e.st.Check())
 }

@@ -1,7 +1,6 @@
 package outbound
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -104,12 +103,14 @@ func (a *API) serveTemplate(w http.ResponseWriter, r *http.Request) {
 		fail(httpx.Errorf(store.ErrInvalid, "%v", err))
 		return
 	}
+	var hosted *store.HostedMedia
 	if header != nil {
-		md, err := a.d.Store.PutHostedMedia(r.Context(), header.data, header.contentType, header.fileName)
+		hosted, err = a.d.Store.NewHostedMedia(header.data, header.contentType, header.fileName)
 		if err != nil {
 			fail(err)
 			return
 		}
+		md := hosted.Media
 		m.Outbound.HeaderMedia = md.ID
 		if err := setHeaderURL(m, header.kind, strings.TrimRight(a.d.Config.PublicURL, "/")+"/media/public/"+md.Token, header.fileName); err != nil {
 			fail(err)
@@ -125,11 +126,14 @@ func (a *API) serveTemplate(w http.ResponseWriter, r *http.Request) {
 			h.FileName = header.fileName
 		}
 	}
-	if _, err := a.d.Store.QueueOutbound(r.Context(), []*store.Message{m}, store.QueueOptions{}); err != nil {
-		if m.Outbound.HeaderMedia != "" {
-			// No message will ever use the hosted header: take it down.
-			_ = a.d.Store.DeleteMedia(context.WithoutCancel(r.Context()), m.Outbound.HeaderMedia)
-		}
+	// The hosted header and its message are stored in one transaction: a
+	// crash between them cannot leave bytes that nothing references.
+	if hosted != nil {
+		_, err = a.d.Store.QueueWithHosted(r.Context(), m, hosted, store.QueueOptions{})
+	} else {
+		_, err = a.d.Store.QueueOutbound(r.Context(), []*store.Message{m}, store.QueueOptions{})
+	}
+	if err != nil {
 		fail(err)
 		return
 	}

@@ -8,17 +8,24 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// keyLastBackup holds the last successful backup (scheduled or streamed
-// through /admin/backup) in the meta bucket, so it survives restarts.
-var keyLastBackup = []byte("last_backup")
+// keyLastBackup holds the last backup that was written and checked (a
+// scheduled one, or `backup --url` once it has checked its file) in the
+// meta bucket, so it survives restarts; keyLastDownload the last
+// /admin/backup stream sent whole, which nobody is known to have kept.
+var (
+	keyLastBackup   = []byte("last_backup")
+	keyLastDownload = []byte("last_download")
+)
 
 // AuditLine is one operator action kept in the audit bucket. An erasure
-// records the SHA-256 of the normalised number, never the number.
+// records a keyed hash of the normalised number (NumberHMAC), never the
+// number: without the key, which is not in the database, the hash cannot
+// be tested against guesses.
 type AuditLine struct {
-	At           time.Time `json:"at"`
-	Action       string    `json:"action"` // erase
-	NumberSHA256 string    `json:"numberSha256,omitempty"`
-	Count        int       `json:"count"`
+	At         time.Time `json:"at"`
+	Action     string    `json:"action"` // erase
+	NumberHMAC string    `json:"numberHmac,omitempty"`
+	Count      int       `json:"count"`
 }
 
 // appendAudit adds a line under t8(now)+sequence, so lines sort by time.
@@ -64,24 +71,39 @@ type backupRecord struct {
 	Size int64     `json:"size"`
 }
 
-// RecordBackup remembers a successful backup's time and size.
+// RecordBackup remembers a checked backup's time and size.
 func (s *Store) RecordBackup(ctx context.Context, at time.Time, size int64) error {
+	return s.putRecord(ctx, keyLastBackup, at, size)
+}
+
+// RecordDownload remembers a whole /admin/backup stream's time and size.
+func (s *Store) RecordDownload(ctx context.Context, at time.Time, size int64) error {
+	return s.putRecord(ctx, keyLastDownload, at, size)
+}
+
+func (s *Store) putRecord(ctx context.Context, key []byte, at time.Time, size int64) error {
 	v, err := encode(backupRecord{At: at.UTC(), Size: size})
 	if err != nil {
 		return err
 	}
 	return s.Update(ctx, func(t *Tx) error {
-		return t.tx.Bucket(bucketMeta).Put(keyLastBackup, v)
+		return t.tx.Bucket(bucketMeta).Put(key, v)
 	})
 }
 
-// LastBackup is the time and size of the last successful backup, zero when
+// LastBackup is the time and size of the last checked backup, zero when
 // there was none. It reads the meta bucket (memory-mapped, so cheap enough
 // for every status page).
-func (s *Store) LastBackup() (time.Time, int64) {
+func (s *Store) LastBackup() (time.Time, int64) { return s.record(keyLastBackup) }
+
+// LastDownload is the time and size of the last /admin/backup stream sent
+// whole, checked or not; zero when there was none.
+func (s *Store) LastDownload() (time.Time, int64) { return s.record(keyLastDownload) }
+
+func (s *Store) record(key []byte) (time.Time, int64) {
 	var r backupRecord
 	_ = s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keyLastBackup); v != nil {
+		if v := tx.Bucket(bucketMeta).Get(key); v != nil {
 			_ = decode(v, &r)
 		}
 		return nil

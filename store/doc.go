@@ -7,7 +7,8 @@
 //	meta/
 //	  schema_version → uint64          written by migrations
 //	  health         → RFC 3339 time   last /healthz probe
-//	  last_backup    → {at, size} JSON last successful backup (audit.go)
+//	  last_backup    → {at, size} JSON last checked backup (audit.go)
+//	  last_download  → {at, size} JSON last whole /admin/backup stream
 //	counters/
 //	  name           → uint64          messages, conversations, failed_sends,
 //	                                   in:YYYY-MM-DD, out:YYYY-MM-DD, dup:<provider>,
@@ -52,7 +53,9 @@
 //	  sha256(32)+uint32(index) → 256 KiB of bytes (the last chunk shorter);
 //	                                   chunk i holds bytes [i*256Ki, (i+1)*256Ki)
 //	tokens/
-//	  sha256(token)  → expiry t8       bearer tokens issued by tokenByAkSk
+//	  sha256(token)  → expiry t8 + fingerprint
+//	                                   bearer tokens issued by tokenByAkSk, bound
+//	                                   to the app key and secret that issued them
 //	audit/
 //	  t8+seq         → audit line JSON erasures and other operator actions
 //	quarantine/                        (schema 2)

@@ -3,11 +3,12 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"crypto/hmac"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
+
+	"imchannel/hmackey"
 )
 
 // EraseBatch is how many messages one erase or retention transaction
@@ -266,11 +267,38 @@ func (t *Tx) deleteConversation(c *Conversation) error {
 	return t.addCounter(counterConversations, -1)
 }
 
-// NumberHash is the hex SHA-256 of a normalised number: what the audit log
-// keeps instead of the number itself.
-func NumberHash(number string) string {
-	sum := sha256.Sum256([]byte(NormalizeNumber(number)))
-	return hex.EncodeToString(sum[:])
+// NumberHMAC is the keyed hash of a normalised number that the audit log
+// and the service's log keep instead of the number itself; "" without a
+// key. An unkeyed hash of a phone number is reversed by trying every
+// number (the red team needed 8.4 s), so there is no unkeyed fallback.
+func NumberHMAC(key []byte, number string) string {
+	if len(key) == 0 {
+		return ""
+	}
+	return hmackey.Sum(key, "erased-number", NormalizeNumber(number))
+}
+
+// NumberHMAC is the package function with the store's key.
+func (s *Store) NumberHMAC(number string) string { return NumberHMAC(s.opts.HMACKey, number) }
+
+// Erasures are the audit lines of erasures of number, oldest first: how an
+// operator holding the key answers "was this number erased?".
+func (s *Store) Erasures(number string) ([]AuditLine, error) {
+	h := s.NumberHMAC(number)
+	if h == "" {
+		return nil, Errorf(ErrInvalid, "no HMAC key: erasures cannot be looked up")
+	}
+	var out []AuditLine
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error {
+			var l AuditLine
+			if decode(v, &l) == nil && l.Action == "erase" && hmac.Equal([]byte(l.NumberHMAC), []byte(h)) {
+				out = append(out, l)
+			}
+			return nil
+		})
+	})
+	return out, err
 }
 
 // EraseNumber removes every message of one customer number (any format),
@@ -278,7 +306,7 @@ func NumberHash(number string) string {
 // and the conversations themselves; pending reactions from that number go
 // too. It works in transactions of at most EraseBatch messages, so ingest
 // is never stalled, and appends one audit line with the time, the number's
-// hash and the count removed. It answers the count removed. Erasing an
+// keyed hash (NumberHMAC) and the count removed. It answers the count removed. Erasing an
 // unknown number removes nothing and is still audited.
 func (s *Store) EraseNumber(ctx context.Context, number string) (int, error) {
 	n := NormalizeNumber(number)
@@ -343,21 +371,23 @@ func (s *Store) EraseNumber(ctx context.Context, number string) (int, error) {
 		if err := t.dropPendingFrom(n); err != nil {
 			return err
 		}
-		if err := t.eraseEvents(convIDs, NumberHash(n)); err != nil {
+		if err := t.eraseEvents(convIDs, s.NumberHMAC(n)); err != nil {
 			return err
 		}
-		return t.appendAudit(AuditLine{Action: "erase", NumberSHA256: NumberHash(n), Count: total})
+		return t.appendAudit(AuditLine{Action: "erase", NumberHMAC: s.NumberHMAC(n), Count: total})
 	})
 	return total, err
 }
 
-// dropPendingFrom removes parked reactions sent by a number.
+// dropPendingFrom removes everything parked that names a number: reactions
+// and deletions (a CM deletion parked for a message that never came kept
+// its sender's number for ever).
 func (t *Tx) dropPendingFrom(number string) error {
 	pb := t.tx.Bucket(bucketPending)
 	var del [][]byte
 	_ = pb.ForEach(func(k, v []byte) error {
 		var p Pending
-		if decode(v, &p) == nil && p.Reaction != nil && p.Reaction.From == number {
+		if decode(v, &p) == nil && (NormalizeNumber(p.From) == number || (p.Reaction != nil && NormalizeNumber(p.Reaction.From) == number)) {
 			del = append(del, append([]byte(nil), k...))
 		}
 		return nil

@@ -9,11 +9,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
+
+	"imchannel/hmackey"
 )
 
 func TestEraseNumber(t *testing.T) {
 	ctx := context.Background()
-	s := openTemp(t, Options{})
+	key := []byte("test-hmac-key-0123456789abcdef01")
+	s := openTemp(t, Options{HMACKey: key})
 	const (
 		erased   = "31612345678"
 		other    = "31699999999"
@@ -36,12 +39,14 @@ func TestEraseNumber(t *testing.T) {
 	reactOut := reaction("e-react-pending", "not-yet-here", "❤", false)
 	reactOut.From = erased
 	saveOne(t, s, reactOut)
-	hosted, err := s.PutHostedMedia(ctx, mediaPattern(100), "image/png", "header.png")
+	h, err := s.NewHostedMedia(mediaPattern(100), "image/png", "header.png")
 	require.NoError(t, err)
+	hosted := h.Media
 	tmpl := outbound("e-template", erased, "")
 	tmpl.Type = TypeTemplate
 	tmpl.Outbound = &OutboundSpec{TemplateName: "offer", HeaderMedia: hosted.ID}
-	queueOne(t, s, tmpl)
+	_, err = s.QueueWithHosted(ctx, tmpl, h, QueueOptions{})
+	require.NoError(t, err)
 
 	b1 := saveOne(t, s, inbound("o-1", other, "unrelated"))
 	bImg := saveOne(t, s, withMedia("o-img", other, business))
@@ -89,13 +94,31 @@ func TestEraseNumber(t *testing.T) {
 	require.Equal(t, uint64(1), s.Counter(counterConversations))
 	require.Equal(t, uint64(2), s.Counter(counterMessages))
 
-	// Audit: time, the hash of the digits, the count; never the number.
+	// Audit: time, the keyed hash of the digits, the count; never the
+	// number, and not its unkeyed SHA-256 (reversible by trying every
+	// number: issue 13 item 4).
 	lines, err := s.Audit(10)
 	require.NoError(t, err)
 	require.Len(t, lines, 2)
 	sum := sha256.Sum256([]byte(erased))
 	require.Equal(t, "erase", lines[0].Action)
-	require.Equal(t, hex.EncodeToString(sum[:]), lines[0].NumberSHA256)
+	require.Equal(t, hmackey.Sum(key, "erased-number", erased), lines[0].NumberHMAC)
+	require.Len(t, lines[0].NumberHMAC, 64)
+	require.NoError(t, s.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error {
+			require.NotContains(t, string(v), hex.EncodeToString(sum[:]), "the unkeyed hash")
+			return nil
+		})
+	}))
+	// The key answers "was this number erased?"; another key does not.
+	got, err := s.Erasures("+" + erased)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, 5, got[0].Count)
+	none, err := s.Erasures(other)
+	require.NoError(t, err)
+	require.Empty(t, none)
+	require.NotEqual(t, NumberHMAC([]byte("another key"), erased), lines[0].NumberHMAC)
 	require.Equal(t, 5, lines[0].Count)
 	require.False(t, lines[0].At.IsZero())
 	require.Zero(t, lines[1].Count)

@@ -49,8 +49,10 @@ type EventRecord struct {
 	MessageID      string    `json:"messageId,omitempty"`
 	// Status is the timeline entry a message.status event added.
 	Status *Event `json:"status,omitempty"`
-	// NumberSHA256 names an erased customer the way the audit log does.
-	NumberSHA256 string `json:"numberSha256,omitempty"`
+	// NumberHMAC names an erased customer the way the audit log does: a
+	// keyed hash (store.NumberHMAC), never an unkeyed one, which anyone
+	// could reverse by trying every number.
+	NumberHMAC string `json:"numberHmac,omitempty"`
 
 	// Message is the message as it is now (media joined), filled in by
 	// EventsAfter; nil once the message is gone.
@@ -253,7 +255,7 @@ func (s *Store) PurgeEvents(ctx context.Context, cutoff time.Time) (int, error) 
 // eraseEvents removes every event of the erased conversations, with the
 // relay quarantine entries naming them, and records one customer.erased
 // event per conversation, so readers of the feed learn to forget it too.
-func (t *Tx) eraseEvents(convIDs []string, numberHash string) error {
+func (t *Tx) eraseEvents(convIDs []string, numberHMAC string) error {
 	events := t.tx.Bucket(bucketEvents)
 	idx := t.tx.Bucket(bucketEventConv)
 	drop := map[string]bool{}
@@ -291,7 +293,7 @@ func (t *Tx) eraseEvents(convIDs []string, numberHash string) error {
 		}
 	}
 	for _, id := range convIDs {
-		if err := t.logEvent(EventRecord{Type: EventCustomerErased, ConversationID: id, NumberSHA256: numberHash}); err != nil {
+		if err := t.logEvent(EventRecord{Type: EventCustomerErased, ConversationID: id, NumberHMAC: numberHMAC}); err != nil {
 			return err
 		}
 	}
@@ -475,14 +477,14 @@ type EventEnvelope struct {
 	ConversationID string    `json:"conversationId,omitempty"`
 	MessageID      string    `json:"messageId,omitempty"`
 	Status         *Event    `json:"status,omitempty"`
-	NumberSHA256   string    `json:"numberSha256,omitempty"`
+	NumberHMAC     string    `json:"numberHmac,omitempty"`
 	Message        any       `json:"message,omitempty"`
 }
 
 // Envelope wraps the event with msg (nil: no message).
 func (e *EventRecord) Envelope(msg any) EventEnvelope {
 	env := EventEnvelope{Cursor: e.Cursor(), Type: e.Type, At: e.At.UTC(), ConversationID: e.ConversationID,
-		MessageID: e.MessageID, Status: e.Status, NumberSHA256: e.NumberSHA256}
+		MessageID: e.MessageID, Status: e.Status, NumberHMAC: e.NumberHMAC}
 	if msg != nil {
 		env.Message = msg
 	}

@@ -145,7 +145,7 @@ func TestEraseRemovesTheCustomersEvents(t *testing.T) {
 	require.Equal(t, []string{EventMessageReceived, EventCustomerErased}, typesOf(evs))
 	require.Equal(t, kept.ConversationID, evs[0].ConversationID)
 	require.Equal(t, gone.ConversationID, evs[1].ConversationID)
-	require.Equal(t, NumberHash(customer), evs[1].NumberSHA256)
+	require.Equal(t, s.NumberHMAC(customer), evs[1].NumberHMAC)
 	st, err := s.RelayStatus("ct", 10)
 	require.NoError(t, err)
 	require.Len(t, st.Quarantine, 1)

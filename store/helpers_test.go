@@ -64,6 +64,22 @@ func saveOne(t *testing.T, s *Store, m *Message) Result {
 	return rs[0]
 }
 
+// hostTemplate stores data as the hosted header of a new template message
+// (QueueWithHosted), as the template endpoint does, and returns the media.
+func hostTemplate(t *testing.T, s *Store, ext string, data []byte, contentType, fileName string) *Media {
+	t.Helper()
+	h, err := s.NewHostedMedia(data, contentType, fileName)
+	require.NoError(t, err)
+	m := outbound(ext, customer, "")
+	m.Type = TypeTemplate
+	m.Outbound = &OutboundSpec{TemplateName: "offer", HeaderMedia: h.Media.ID}
+	_, err = s.QueueWithHosted(context.Background(), m, h, QueueOptions{})
+	require.NoError(t, err)
+	md, err := s.Media(h.Media.ID)
+	require.NoError(t, err)
+	return md
+}
+
 func queueOne(t *testing.T, s *Store, m *Message) Result {
 	t.Helper()
 	rs, err := s.QueueOutbound(context.Background(), []*Message{m}, QueueOptions{})

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -170,16 +171,24 @@ func NewMediaToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// PutHostedMedia stores bytes we publish for a provider to fetch (outbound
-// template headers): a cached media record with a random token, served at
-// /media/public/{token}.
-func (s *Store) PutHostedMedia(ctx context.Context, data []byte, contentType, fileName string) (*Media, error) {
+// HostedMedia is bytes we publish for a provider to fetch (an outbound
+// template's header): prepared outside any transaction, so the message can
+// name its id and public URL, then stored with that message by
+// QueueWithHosted, in the same transaction.
+type HostedMedia struct {
+	Media *Media
+	src   BlobSource
+}
+
+// NewHostedMedia prepares a cached media record with a random token, served
+// at /media/public/{token}. Nothing is written yet.
+func (s *Store) NewHostedMedia(data []byte, contentType, fileName string) (*HostedMedia, error) {
 	if len(data) == 0 {
 		return nil, Errorf(ErrInvalid, "media is empty")
 	}
 	src := BytesSource(data)
 	ct, sniffed := ReconcileType(contentType, http.DetectContentType(data[:min(len(data), 512)]))
-	md := &Media{
+	return &HostedMedia{src: src, Media: &Media{
 		ID:          s.NewID(),
 		ContentType: ct,
 		SniffedType: sniffed,
@@ -188,22 +197,22 @@ func (s *Store) PutHostedMedia(ctx context.Context, data []byte, contentType, fi
 		SHA256:      hex.EncodeToString(src.SHA256[:]),
 		State:       MediaCached,
 		Token:       NewMediaToken(),
+	}}, nil
+}
+
+// putHosted writes h, owned by message msgID.
+func (t *Tx) putHosted(h *HostedMedia, msgID string) error {
+	md := h.Media
+	md.CreatedAt = t.now
+	md.MessageID = msgID
+	if err := t.writeBlob(h.src, md.ContentType); err != nil {
+		return err
 	}
-	err := s.Update(ctx, func(t *Tx) error {
-		md.CreatedAt = t.now
-		if err := t.writeBlob(src, ct); err != nil {
-			return err
-		}
-		if err := t.tx.Bucket(bucketMediaToken).Put([]byte(md.Token), []byte(md.ID)); err != nil {
-			return err
-		}
-		t.Notify(Change{Kind: "media"})
-		return t.putMedia(md)
-	})
-	if err != nil {
-		return nil, err
+	if err := t.tx.Bucket(bucketMediaToken).Put([]byte(md.Token), []byte(md.ID)); err != nil {
+		return err
 	}
-	return md, nil
+	t.Notify(Change{Kind: "media"})
+	return t.putMedia(md)
 }
 
 // ReconcileType picks the content type to serve: the declared one, or the
@@ -380,6 +389,7 @@ func checkMediaInvariants(tx *bolt.Tx, add addFunc) {
 		}
 		return nil
 	})
+	hostedRefs := headerMediaRefs(tx)
 	refs := map[string]int{}
 	_ = media.ForEach(func(k, v []byte) error {
 		var md Media
@@ -389,6 +399,8 @@ func checkMediaInvariants(tx *bolt.Tx, add addFunc) {
 		}
 		if md.MessageID != "" && tx.Bucket(bucketMessages).Get([]byte(md.MessageID)) == nil {
 			add("media %s: belongs to missing message %s", md.ID, md.MessageID)
+		} else if md.MessageID == "" && !hostedRefs[md.ID] {
+			add("media %s: orphaned (no message uses it; compact or the retention pass reclaims it)", md.ID)
 		}
 		switch md.State {
 		case MediaCached:
@@ -416,4 +428,78 @@ func checkMediaInvariants(tx *bolt.Tx, add addFunc) {
 		return nil
 	})
 	checkBlobInvariants(tx, refs, add)
+}
+
+var headerMediaMarker = []byte(`"headerMedia":"`)
+
+// headerMediaRefs are the media ids messages name as their template
+// header. Hosted media stored before QueueWithHosted have no owner id, so
+// this is how an orphan (a crash between storing the bytes and queueing
+// the message) is told from a header in use. A byte search skips decoding
+// the many messages that have no header.
+func headerMediaRefs(tx *bolt.Tx) map[string]bool {
+	out := map[string]bool{}
+	_ = tx.Bucket(bucketMessages).ForEach(func(_, v []byte) error {
+		i := bytes.Index(v, headerMediaMarker)
+		if i < 0 {
+			return nil
+		}
+		rest := v[i+len(headerMediaMarker):]
+		if j := bytes.IndexByte(rest, '"'); j >= 0 {
+			out[string(rest[:j])] = true
+		}
+		return nil
+	})
+	return out
+}
+
+// orphanMedia lists hosted media that no message uses.
+func (t *Tx) orphanMedia() []string {
+	refs := headerMediaRefs(t.tx)
+	var out []string
+	_ = t.tx.Bucket(bucketMedia).ForEach(func(k, v []byte) error {
+		var md Media
+		if decode(v, &md) == nil && md.MessageID == "" && !refs[md.ID] {
+			out = append(out, md.ID)
+		}
+		return nil
+	})
+	return out
+}
+
+// ReclaimOrphanMedia removes hosted media that no message uses, with their
+// bytes (unless other media share them), and reports how many went. The
+// retention pass runs it; `imchannel compact` runs ReclaimOrphanMediaIn on
+// its copy.
+func (s *Store) ReclaimOrphanMedia(ctx context.Context) (int, error) {
+	n := 0
+	err := s.Update(ctx, func(t *Tx) error {
+		var err error
+		n, err = t.reclaimOrphans()
+		return err
+	})
+	return n, err
+}
+
+// ReclaimOrphanMediaIn is ReclaimOrphanMedia on a raw bbolt file no store
+// has open (the copy `compact` writes).
+func ReclaimOrphanMediaIn(db *bolt.DB) (int, error) {
+	n := 0
+	err := db.Update(func(btx *bolt.Tx) error {
+		var err error
+		n, err = (&Tx{tx: btx, now: time.Now()}).reclaimOrphans()
+		return err
+	})
+	return n, err
+}
+
+func (t *Tx) reclaimOrphans() (int, error) {
+	n := 0
+	for _, id := range t.orphanMedia() {
+		if err := t.dropMedia(id, ""); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

@@ -46,8 +46,7 @@ func mediaBlob(t *testing.T, s *Store, sha string) *Blob {
 func TestMediaPutHostedAndToken(t *testing.T) {
 	s := openTemp(t, Options{})
 	data := mediaPattern(3*ChunkSize + 1000)
-	md, err := s.PutHostedMedia(context.Background(), data, "application/pdf", "offer.pdf")
-	require.NoError(t, err)
+	md := hostTemplate(t, s, "tmpl-1", data, "application/pdf", "offer.pdf")
 	require.Equal(t, MediaCached, md.State)
 	require.Len(t, md.Token, 43, "32 bytes base64url")
 	require.Equal(t, int64(len(data)), md.Size)
@@ -60,7 +59,7 @@ func TestMediaPutHostedAndToken(t *testing.T) {
 
 	_, err = s.MediaByToken("nope")
 	require.ErrorIs(t, err, ErrNotFound)
-	_, err = s.PutHostedMedia(context.Background(), nil, "image/png", "")
+	_, err = s.NewHostedMedia(nil, "image/png", "")
 	require.ErrorIs(t, err, ErrInvalid)
 
 	r, err := s.OpenMedia(md)
@@ -76,10 +75,8 @@ func TestMediaIdenticalBytesStoredOnce(t *testing.T) {
 	s := openTemp(t, Options{})
 	ctx := context.Background()
 	data := mediaPattern(ChunkSize + 5)
-	a, err := s.PutHostedMedia(ctx, data, "image/webp", "")
-	require.NoError(t, err)
-	b, err := s.PutHostedMedia(ctx, data, "image/webp", "")
-	require.NoError(t, err)
+	a := hostTemplate(t, s, "tmpl-a", data, "image/webp", "")
+	b := hostTemplate(t, s, "tmpl-b", data, "image/webp", "")
 	require.NotEqual(t, a.Token, b.Token)
 	require.Equal(t, a.SHA256, b.SHA256)
 	require.Equal(t, 1, mediaCount(t, s, bucketBlobs))

@@ -64,6 +64,32 @@ func (s *Store) QueueOutbound(ctx context.Context, msgs []*Message, opts QueueOp
 	return results, err
 }
 
+// QueueWithHosted queues m and stores h, the hosted media m's template
+// header names (m.Outbound.HeaderMedia = h.Media.ID), in one transaction:
+// a crash leaves both or neither, never bytes that nothing references.
+func (s *Store) QueueWithHosted(ctx context.Context, m *Message, h *HostedMedia, opts QueueOptions) (Result, error) {
+	if err := validateNew(m, Outbound); err != nil {
+		return Result{}, err
+	}
+	if h == nil || m.Outbound == nil || m.Outbound.HeaderMedia != h.Media.ID {
+		return Result{}, Errorf(ErrInvalid, "the message must name the hosted media as its header")
+	}
+	var res Result
+	err := s.Update(ctx, func(t *Tx) error {
+		cp := *m
+		r, err := t.queueOutbound(&cp, opts)
+		if err != nil {
+			return err
+		}
+		res = r
+		if r.Duplicate {
+			return nil // the first request stored its own header
+		}
+		return t.putHosted(h, r.MessageID)
+	})
+	return res, err
+}
+
 // QueueWelcome queues m as the conversation's welcome reply unless one was
 // already queued: at most one per customer.
 func (s *Store) QueueWelcome(ctx context.Context, m *Message) (queued bool, err error) {

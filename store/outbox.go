@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"sort"
 	"time"
 
@@ -290,9 +291,10 @@ func tokenKey(token string) []byte {
 	return h[:]
 }
 
-// SaveToken stores an issued bearer token (hashed) until expires, and drops
+// SaveToken stores an issued bearer token (hashed) until expires, bound to
+// binding (a fingerprint of the credentials that issued it), and drops
 // tokens that have expired.
-func (s *Store) SaveToken(ctx context.Context, token string, expires time.Time) error {
+func (s *Store) SaveToken(ctx context.Context, token string, expires time.Time, binding string) error {
 	if token == "" {
 		return Errorf(ErrInvalid, "empty token")
 	}
@@ -300,7 +302,7 @@ func (s *Store) SaveToken(ctx context.Context, token string, expires time.Time) 
 		b := t.tx.Bucket(bucketTokens)
 		var stale [][]byte
 		_ = b.ForEach(func(k, v []byte) error {
-			if int64(u64(v)) <= t.now.UnixNano() {
+			if len(v) < 8 || int64(u64(v[:8])) <= t.now.UnixNano() {
 				stale = append(stale, append([]byte(nil), k...))
 			}
 			return nil
@@ -310,19 +312,22 @@ func (s *Store) SaveToken(ctx context.Context, token string, expires time.Time) 
 				return err
 			}
 		}
-		return b.Put(tokenKey(token), t8(expires))
+		return b.Put(tokenKey(token), append(t8(expires), binding...))
 	})
 }
 
-// TokenValid reports whether token was issued and has not expired at now.
-func (s *Store) TokenValid(token string, now time.Time) bool {
-	if token == "" {
+// TokenValid reports whether token was issued with binding and has not
+// expired at now. A token issued under other credentials (app_secret
+// changed since), or before tokens were bound (no binding stored), is not
+// valid.
+func (s *Store) TokenValid(token string, now time.Time, binding string) bool {
+	if token == "" || binding == "" {
 		return false
 	}
 	ok := false
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketTokens).Get(tokenKey(token))
-		ok = v != nil && int64(u64(v)) > now.UnixNano()
+		ok = len(v) > 8 && int64(u64(v[:8])) > now.UnixNano() && subtle.ConstantTimeCompare(v[8:], []byte(binding)) == 1
 		return nil
 	})
 	return ok

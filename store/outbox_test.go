@@ -218,24 +218,26 @@ func TestTokens(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	s, err := Open(path, Options{Now: clk.Now})
 	require.NoError(t, err)
-	require.NoError(t, s.SaveToken(ctx, "tok-1", t0.Add(time.Hour)))
-	require.Error(t, s.SaveToken(ctx, "", t0.Add(time.Hour)))
-	require.True(t, s.TokenValid("tok-1", t0))
-	require.False(t, s.TokenValid("tok-2", t0))
-	require.False(t, s.TokenValid("", t0))
+	require.NoError(t, s.SaveToken(ctx, "tok-1", t0.Add(time.Hour), "fp-1"))
+	require.Error(t, s.SaveToken(ctx, "", t0.Add(time.Hour), "fp-1"))
+	require.True(t, s.TokenValid("tok-1", t0, "fp-1"))
+	require.False(t, s.TokenValid("tok-1", t0, "fp-2"), "issued under other credentials")
+	require.False(t, s.TokenValid("tok-1", t0, ""), "no binding")
+	require.False(t, s.TokenValid("tok-2", t0, "fp-1"))
+	require.False(t, s.TokenValid("", t0, "fp-1"))
 	require.NoError(t, s.Close())
 
 	s = obOpen(t, path, clk)
-	require.True(t, s.TokenValid("tok-1", t0.Add(59*time.Minute)), "tokens survive a restart")
-	require.False(t, s.TokenValid("tok-1", t0.Add(time.Hour)), "expired")
+	require.True(t, s.TokenValid("tok-1", t0.Add(59*time.Minute), "fp-1"), "tokens survive a restart")
+	require.False(t, s.TokenValid("tok-1", t0.Add(time.Hour), "fp-1"), "expired")
 
 	// Saving another token prunes the expired one.
 	clk.Set(t0.Add(2 * time.Hour))
-	require.NoError(t, s.SaveToken(ctx, "tok-2", t0.Add(3*time.Hour)))
+	require.NoError(t, s.SaveToken(ctx, "tok-2", t0.Add(3*time.Hour), "fp-1"))
 	n := 0
 	require.NoError(t, s.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketTokens).Stats().KeyN; return nil }))
 	require.Equal(t, 1, n)
-	require.True(t, s.TokenValid("tok-2", t0.Add(2*time.Hour)))
+	require.True(t, s.TokenValid("tok-2", t0.Add(2*time.Hour), "fp-1"))
 }
 
 // OutboxOldest is the earliest release among waiting messages: scheduled

@@ -193,7 +193,14 @@ func runRandomOps(t *testing.T, seed int64, steps int) {
 			}
 		case k < 18:
 			op = "hosted media"
-			_, err = s.PutHostedMedia(ctx, blobs[rng.Intn(len(blobs))], "image/png", "h.png")
+			var h *HostedMedia
+			h, err = s.NewHostedMedia(blobs[rng.Intn(len(blobs))], "image/png", "h.png")
+			if err == nil {
+				m := outbound(fmt.Sprintf("tmpl-%d", step), pick(customers), "")
+				m.Type = TypeTemplate
+				m.Outbound = &OutboundSpec{TemplateName: "t", HeaderMedia: h.Media.ID}
+				_, err = s.QueueWithHosted(ctx, m, h, QueueOptions{})
+			}
 		case k < 19:
 			if rng.Intn(2) == 0 {
 				c := pick(customers)

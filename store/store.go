@@ -35,6 +35,10 @@ type Options struct {
 	OpenTimeout time.Duration
 	// OnCommit, if set, is told each commit's batch size and duration.
 	OnCommit func(size int, d time.Duration)
+	// HMACKey keys the erasure audit's number hashes (package hmackey; it
+	// lives in its own file, never in the database). Without it an
+	// erasure's audit line records no number hash at all.
+	HMACKey []byte
 }
 
 // Store is the conversation store over one bbolt file.
@@ -485,12 +489,13 @@ func (h *hub) closeAll() {
 
 // ---- backup ----
 
-// Backup streams a consistent copy of the database to w.
+// Backup streams a consistent copy of the database to w, free pages
+// zeroed (WriteBackup).
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		n, err = tx.WriteTo(w)
+		n, err = WriteBackup(tx, w)
 		return err
 	})
 	return n, err
@@ -503,14 +508,14 @@ func (s *Store) BackupSize() int64 {
 	return n
 }
 
-// BackupDB writes a consistent copy of db to out atomically: temp file,
-// fsync, rename, directory fsync.
+// BackupDB writes a consistent copy of db, free pages zeroed, to out
+// atomically: temp file, fsync, rename, directory fsync.
 func BackupDB(db *bolt.DB, out string) (int64, error) {
 	var n int64
 	err := WriteFileAtomic(out, func(w io.Writer) error {
 		return db.View(func(tx *bolt.Tx) error {
 			var err error
-			n, err = tx.WriteTo(w)
+			n, err = WriteBackup(tx, w)
 			return err
 		})
 	}, nil)

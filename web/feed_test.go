@@ -21,7 +21,7 @@ type feedPage struct {
 		MessageID      string          `json:"messageId"`
 		Status         *TimelineJSON   `json:"status"`
 		Message        *MessageJSON    `json:"message"`
-		NumberSHA256   string          `json:"numberSha256"`
+		NumberHMAC     string          `json:"numberHmac"`
 		Raw            map[string]bool `json:"-"`
 	} `json:"events"`
 	Next string `json:"next"`

@@ -161,6 +161,9 @@ type overview struct {
 	Quarantined int
 	Quarantine  []quarantineView
 	Relays      []store.RelayStatus
+	// DownloadAt is the last whole /admin/backup stream, checked or not.
+	DownloadAt   time.Time
+	DownloadSize int64
 }
 
 // quarantineView is one quarantined item as the status page lists it.
@@ -200,6 +203,9 @@ func (s *Server) overview() (overview, error) {
 	}
 	if s.d.Relays != nil {
 		o.Relays = s.d.Relays()
+	}
+	if s.d.LastDownload != nil {
+		o.DownloadAt, o.DownloadSize = s.d.LastDownload()
 	}
 	return o, nil
 }

@@ -26,11 +26,15 @@ type Deps struct {
 	// Creds are the [[agents]] logins; empty means open (loopback only).
 	Creds []httpx.Credential
 	// LastBackup, when set, reports the time and size of the newest
-	// scheduled backup; a zero time shows as "never".
+	// checked backup (scheduled, or backup --url); a zero time shows as
+	// "never".
 	LastBackup func() (time.Time, int64)
 	// Relays, when set, reports each relay target's progress, lag and
 	// quarantined events for the status page.
 	Relays func() []store.RelayStatus
+	// LastDownload, when set, reports the last whole /admin/backup
+	// download, which nobody is known to have kept; shown apart.
+	LastDownload func() (time.Time, int64)
 	// MaxStreams caps concurrent SSE streams (default 200).
 	MaxStreams int
 	// Heartbeat is the SSE keep-alive interval (default 20s).

@@ -113,8 +113,14 @@ func BenchmarkServe5MiBTo16Agents(b *testing.B) {
 	defer st.Close()
 	data := make([]byte, fileSize)
 	_, _ = rand.Read(data)
-	md, err := st.PutHostedMedia(context.Background(), data, "video/mp4", "clip.mp4")
+	h, err := st.NewHostedMedia(data, "video/mp4", "clip.mp4")
 	if err != nil {
+		b.Fatal(err)
+	}
+	md := h.Media
+	if _, err := st.QueueWithHosted(context.Background(), &store.Message{Provider: store.ProviderInfobip, ExternalID: "clip",
+		From: "1234", To: "31612345678", Type: store.TypeTemplate,
+		Outbound: &store.OutboundSpec{TemplateName: "t", HeaderMedia: md.ID}}, h, store.QueueOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	plain := filepath.Join(dir, "clip.mp4")
