@@ -25,8 +25,9 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("check", "check --db FILE", stderr)
+	fs := newFlags("check", "check --db FILE [--key FILE]", stderr)
 	dbPath := fs.String("db", "", "database file to verify (required)")
+	keyFile := fs.String("key", "", "HMAC key file, to look for what is left of erased customers (default: the database's path + \".key\", when it exists)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -38,6 +39,11 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	erased, err := erasedResidue(*dbPath, *keyFile)
+	if err != nil {
+		return err
+	}
+	problems = append(problems, erased...)
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(stdout, p)
@@ -51,6 +57,28 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stdout, note)
 	}
 	return nil
+}
+
+// erasedResidue is store.CheckErased with the HMAC key: from --key, or
+// beside the database when that file exists (a copy checked elsewhere may
+// have no key; then there is nothing to match the audit's hashes with).
+func erasedResidue(path, keyFile string) ([]string, error) {
+	if keyFile == "" {
+		keyFile = hmackey.DefaultPath(path)
+		if _, err := os.Stat(keyFile); err != nil {
+			return nil, nil
+		}
+	}
+	key, err := hmackey.Load(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.OpenBolt(path, true, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return store.CheckErased(db, key), nil
 }
 
 // residueNote says how many freed pages still hold data (deleted or erased

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -102,4 +103,42 @@ func TestBackupHoldsNoErasedData(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, kept, 1)
 	require.Equal(t, "KEPT-TEXT", kept[0].Text)
+}
+
+// check, given the HMAC key, reports what it can see of an erased
+// customer: messages or parked entries from before the erasure. A customer
+// who writes again afterwards is not residue.
+func TestCheckErased(t *testing.T) {
+	ctx := context.Background()
+	key := []byte("check-key")
+	s := openTemp(t, Options{HMACKey: key})
+	const number = "31655509999"
+	saveOne(t, s, inbound("ce-1", number, "before"))
+	_, err := s.EraseNumber(ctx, number)
+	require.NoError(t, err)
+	require.Empty(t, CheckErased(s.db, key), "a clean erasure leaves nothing check can see")
+
+	// The customer writes again: a new conversation, not residue.
+	saveOne(t, s, inbound("ce-2", number, "after"))
+	require.Empty(t, CheckErased(s.db, key))
+
+	// Residue planted as a faulty erasure would leave it: a message dated
+	// before the erasure in that customer's conversation, and a parked
+	// deletion naming the number.
+	lines, err := s.Audit(1)
+	require.NoError(t, err)
+	before := lines[0].At.Add(-time.Hour)
+	m := mustMessage(t, s, saveOne(t, s, inbound("ce-3", number, "left behind")).MessageID)
+	require.NoError(t, s.Update(ctx, func(tx *Tx) error {
+		m.CreatedAt = before
+		if err := tx.putMessage(m); err != nil {
+			return err
+		}
+		return tx.park(extKey(ProviderCM, "gone"), Pending{Kind: "delete", From: number, At: before})
+	}))
+	got := CheckErased(s.db, key)
+	require.Len(t, got, 2, "%v", got)
+	require.Contains(t, got[0], "was stored before its customer was erased")
+	require.Contains(t, got[1], "names a customer erased at")
+	require.Empty(t, CheckErased(s.db, []byte("another key")), "without the right key nothing matches")
 }
