@@ -12,13 +12,13 @@ import (
 	"imchannel/store"
 )
 
-// addSeeds adds every file matching pattern (relative to the repository's
-// testdata/) to f's seed corpus.
+// addSeeds adds every file matching pattern (relative to webhook/testdata/)
+// to f's seed corpus.
 func addSeeds(f *testing.F, patterns ...string) {
 	f.Helper()
 	n := 0
 	for _, pattern := range patterns {
-		files, err := filepath.Glob(filepath.Join("..", "testdata", pattern))
+		files, err := filepath.Glob(filepath.Join("testdata", pattern))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func fuzzStore(f *testing.F) *store.Store {
 // and seen reports) never panics, refuses only with Invalid, and what it
 // accepts names every message and report by its external id.
 func FuzzInfobip(f *testing.F) {
-	addSeeds(f, "infobip/*.json")
+	addSeeds(f, "infobip/*.json", "corpus/infobip/*.json")
 	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		b, err := parseInfobip(body, time.Now())
@@ -97,7 +97,7 @@ func FuzzInfobip(f *testing.F) {
 // FuzzCMMO: the CM.com MO parser never panics, refuses only with Invalid,
 // and an accepted message has a reference and a type.
 func FuzzCMMO(f *testing.F) {
-	addSeeds(f, "cm/*.json")
+	addSeeds(f, "cm/*.json", "corpus/cm/*.json")
 	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := parseCMMO(body, time.Now())
@@ -127,7 +127,7 @@ func FuzzCMMO(f *testing.F) {
 // FuzzCMStatus: the CM.com status-report parser never panics, refuses only
 // with Invalid, and every accepted report names its reference and status.
 func FuzzCMStatus(f *testing.F) {
-	addSeeds(f, "cm/status_*.json")
+	addSeeds(f, "cm/status_*.json", "corpus/cmstatus/*.json")
 	st := fuzzStore(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		sp, err := parseCMStatus(body, time.Now())

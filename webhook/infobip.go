@@ -629,12 +629,15 @@ func paymentConfirmation(msg *ibMessage) *store.Interactive {
 	}
 	resp, _ := json.Marshal(p)
 	title := "payment " + strings.ToLower(msg.Status)
+	// WhatsApp amounts are {value, offset}: value / offset in the currency
+	// (2500 with offset 100 is 25.00).
 	var amt struct {
 		Value  float64 `json:"value"`
-		Offset int     `json:"offset"`
+		Offset float64 `json:"offset"`
 	}
-	if json.Unmarshal(msg.TotalAmount, &amt) == nil && amt.Offset >= 0 && amt.Offset < 10 {
-		title += fmt.Sprintf(": %.*f %s", amt.Offset, amt.Value/math.Pow10(amt.Offset), msg.Currency)
+	if json.Unmarshal(msg.TotalAmount, &amt) == nil && amt.Offset >= 1 && amt.Offset <= 1e6 {
+		decimals := int(math.Round(math.Log10(amt.Offset)))
+		title += fmt.Sprintf(": %.*f %s", decimals, amt.Value/amt.Offset, msg.Currency)
 	}
 	return &store.Interactive{Type: "payment_confirmation", ID: msg.ReferenceID, Title: strings.TrimSpace(title), Response: resp}
 }

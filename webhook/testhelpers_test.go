@@ -138,10 +138,10 @@ func (e *testEnv) do(t *testing.T, req *http.Request) answer {
 	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
-// fixture reads testdata/<provider>/<name> from the repository root.
+// fixture reads testdata/<provider>/<name> (webhook/testdata).
 func fixture(t *testing.T, provider, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", provider, name))
+	b, err := os.ReadFile(filepath.Join("testdata", provider, name))
 	require.NoError(t, err)
 	return b
 }
