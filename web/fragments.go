@@ -100,8 +100,11 @@ func viewKey(seed maphash.Seed, v *msgView) uint64 {
 	str(v.Tick.Symbol, v.Tick.Label, v.Tick.Class)
 	num(int64(len(v.Timeline)))
 	for _, e := range v.Timeline {
-		str(e.Status, e.ISO, e.Time, e.GroupName, e.Name, e.Description, e.Reason)
+		str(e.Status, e.ISO, e.Time, e.GroupName, e.Name, e.Description, e.Reason, e.Extra)
 	}
+	num(int64(len(v.Facts)))
+	str(v.Facts...)
+	str(v.ProviderData)
 	num(int64(len(v.Reactions)))
 	for _, r := range v.Reactions {
 		str(r.Emoji, r.Title)

@@ -373,6 +373,12 @@ type msgView struct {
 	NextStep                           string    // what an agent can do about a failure
 	Retry                              *retryView
 	SendAtISO, SendAtText              string // a scheduled message's send time
+	// Facts are provider facts shown under the message: a voice note, the
+	// ad the customer came from, the product asked about, a changed
+	// security code, what was repaired on the way in.
+	Facts []string
+	// ProviderData is every provider field not mapped, as indented JSON.
+	ProviderData string
 }
 
 // retryView is an outbound message the outbox is retrying.
@@ -384,6 +390,7 @@ type retryView struct {
 
 type eventView struct {
 	Status, ISO, Time, GroupName, Name, Description, Reason string
+	Extra                                                   string // action, price, note
 }
 
 type reactionView struct{ Emoji, Title string }
@@ -436,7 +443,11 @@ func newMsgView(m *store.Message) *msgView {
 	}
 	for _, e := range m.Timeline {
 		v.Timeline = append(v.Timeline, eventView{Status: e.Status, ISO: e.At.UTC().Format(time.RFC3339Nano), Time: fmtTime(e.At),
-			GroupName: e.GroupName, Name: e.Name, Description: e.Description, Reason: e.Reason})
+			GroupName: e.GroupName, Name: e.Name, Description: e.Description, Reason: e.Reason, Extra: eventExtra(e)})
+	}
+	v.Facts = providerFacts(m)
+	if len(m.ProviderData) > 0 {
+		v.ProviderData = readableJSON(m.ProviderData)
 	}
 	for _, r := range m.Reactions {
 		v.Reactions = append(v.Reactions, reactionView{Emoji: r.Emoji, Title: "+" + r.From + ", " + fmtTime(r.At)})
@@ -764,4 +775,81 @@ func (p *pages) sortedStatic() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// providerFacts says in words what the provider told us beyond the content.
+func providerFacts(m *store.Message) []string {
+	var out []string
+	if m.Voice {
+		out = append(out, "🎤 voice note")
+	}
+	if r := m.Referral; r != nil {
+		f := "📣 came from " + strings.ToLower(r.SourceType) + " "
+		if r.SourceType == "" {
+			f = "📣 came from an ad or post "
+		}
+		if r.Headline != "" {
+			f += "“" + r.Headline + "”"
+		}
+		if r.Body != "" {
+			f += " — " + r.Body
+		}
+		if r.SourceURL != "" {
+			f += " (" + r.SourceURL + ")"
+		}
+		if r.CtwaClickID != "" {
+			f += " · click id " + r.CtwaClickID
+		}
+		out = append(out, strings.TrimSpace(f))
+	}
+	if p := m.ReferredProduct; p != nil {
+		out = append(out, "🛍 asks about product "+p.ProductRetailerID+" of catalog "+p.CatalogID)
+	}
+	if id := m.Identity; id != nil {
+		f := "🔐 the customer's security code changed"
+		if !id.CreatedAt.IsZero() {
+			f += " at " + fmtTime(id.CreatedAt)
+		}
+		if !id.Acknowledged {
+			f += " (not acknowledged)"
+		}
+		out = append(out, f)
+	}
+	for _, n := range m.Notes {
+		out = append(out, "ℹ "+n)
+	}
+	return out
+}
+
+// eventExtra is what a report adds beyond its status: the provider's
+// advice, the price, and what was repaired.
+func eventExtra(e store.Event) string {
+	var parts []string
+	if e.Action != "" {
+		parts = append(parts, "action: "+e.Action)
+	}
+	if p := e.Price; p != nil {
+		parts = append(parts, "price "+strconv.FormatFloat(p.PricePerMessage, 'f', -1, 64)+" "+p.Currency)
+	}
+	if e.Note != "" {
+		parts = append(parts, e.Note)
+	}
+	return strings.Join(parts, " · ")
+}
+
+// readableJSON pretty-prints raw JSON as people read it (no \u003c
+// escapes: the template escapes for HTML).
+func readableJSON(raw json.RawMessage) string {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return string(raw)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if enc.Encode(v) != nil {
+		return string(raw)
+	}
+	return strings.TrimSpace(buf.String())
 }
