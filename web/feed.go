@@ -68,6 +68,15 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 			})
 			return
 		}
+		if after > page.Last {
+			// Only a database put back from a backup has a log that ends
+			// before a cursor it handed out: what came after is gone.
+			httpx.WriteJSON(w, http.StatusGone, map[string]string{
+				"error":  "cursor " + store.FormatCursor(after) + " is ahead of the events log, which ends at " + store.FormatCursor(page.Last) + " (was the database restored from a backup?); start again from oldest",
+				"oldest": store.FormatCursor(page.Purged),
+			})
+			return
+		}
 		if len(page.Events) > 0 || wait == 0 {
 			s.writeEvents(w, page, after)
 			return

@@ -116,6 +116,10 @@ func TestFeedErrors(t *testing.T) {
 	require.Len(t, p.Events, 1)
 	require.Equal(t, "3", p.Events[0].Cursor)
 
+	resp, body = e.get("/api/v1/events?after=99")
+	require.Equal(t, http.StatusGone, resp.StatusCode, body)
+	require.Contains(t, body, "ahead of the events log")
+
 	for _, c := range []struct{ query, says string }{
 		{"after=abc", "cursor"},
 		{"after=-1", "cursor"},
