@@ -31,7 +31,8 @@ const (
 
 // ctlive is a fake CTLive IM channel endpoint (seed 000): it checks the
 // credentials and signature of every post, dedupes results by messageId
-// the way CTLive does, and can be told to answer 503 or to hang.
+// the way CTLive does, and can be told to answer 503 or to hang (after
+// storing the post, so the answer is lost but the messages are not).
 type ctlive struct {
 	srv *httptest.Server
 
@@ -76,16 +77,9 @@ func (c *ctlive) serve(w http.ResponseWriter, r *http.Request) {
 	c.attempts[mode]++
 	c.posts++
 	c.mu.Unlock()
-	switch mode {
-	case "503":
+	if mode == "503" {
 		http.Error(w, `{"error":"down for maintenance"}`, http.StatusServiceUnavailable)
 		return
-	case "hang":
-		select {
-		case <-hangc: // released: a slow CTLive that got there in the end
-		case <-r.Context().Done():
-			return // the client gave up
-		}
 	}
 	u, p, ok := r.BasicAuth()
 	mac := hmac.New(sha256.New, []byte(ctSecret))
@@ -105,9 +99,24 @@ func (c *ctlive) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	c.record(post.Results)
+	if mode == "hang" {
+		// Stored, but the answer never comes: the relay must send these
+		// again, and this side's dedupe must absorb them.
+		select {
+		case <-hangc:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// record keeps the first copy of each result, as CTLive's dedupe does.
+func (c *ctlive) record(results []map[string]any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, res := range post.Results {
+	for _, res := range results {
 		id, _ := res["messageId"].(string)
 		key := id
 		if _, isReport := res["status"]; isReport {
@@ -122,7 +131,6 @@ func (c *ctlive) serve(w http.ResponseWriter, r *http.Request) {
 		c.byID[key] = res
 		c.order = append(c.order, key)
 	}
-	w.WriteHeader(http.StatusOK)
 }
 
 func (c *ctlive) has(keys ...string) bool {
@@ -340,6 +348,7 @@ max_backoff = "200ms"
 	}
 	require.ElementsMatch(t, want, got)
 	t.Logf("%d messages, %d posts, %d duplicate results deduped by CTLive", len(want), ct.posts, ct.dups)
+	require.Positive(t, ct.dups, "the posts CTLive stored but never answered were sent again")
 	// In order per conversation.
 	for _, cust := range customers {
 		var arrived []string
