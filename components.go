@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -27,15 +28,20 @@ func (a *app) registerComponents(r *mux.Router) {
 	}).Register(r)
 	media.NewServer(a.store, a.log, a.agentCreds()).Register(r)
 	outbound.NewAPI(a.outboundDeps()).Register(r)
-	web.Must(web.New(web.Deps{
-		Store:        a.store,
-		Log:          a.log,
-		Creds:        a.agentCreds(),
-		LastBackup:   a.store.LastBackup,
-		LastDownload: a.store.LastDownload,
-		Location:     a.location(),
-		Relays:       a.relayStatus(),
-	})).Register(r)
+	agentsWeb := web.Must(web.New(web.Deps{
+		Store:         a.store,
+		Log:           a.log,
+		Creds:         a.agentCreds(),
+		LastBackup:    a.store.LastBackup,
+		LastDownload:  a.store.LastDownload,
+		Location:      a.location(),
+		Relays:        a.relayStatus(),
+		DefaultRegion: a.cfg.Numbers.DefaultRegion,
+	}))
+	agentsWeb.Register(r)
+	// A browser that opens an unknown address gets the HTML error page,
+	// everything else the JSON one.
+	r.NotFoundHandler = http.HandlerFunc(agentsWeb.NotFound)
 }
 
 // location is web.timezone, which Validate has already checked.

@@ -38,7 +38,7 @@ func TestErasedDataInNoBackup(t *testing.T) {
 	require.NoError(t, err)
 	img, err := st.MessagesByExternalID("ebk-img")
 	require.NoError(t, err)
-	_, err = st.MarkMediaFetched(ctx, img[0].Media.ID, store.BytesSource(bytes.Repeat([]byte("ERASED-BYTES-MARK"), 30000)), "image/jpeg", "image/jpeg")
+	_, err = st.MarkMediaFetched(ctx, img[0].Media.ID, store.BytesSource(bytes.Repeat([]byte("ERASED-BYTES-MARK"), 30000)), "image/jpeg", "image/jpeg", nil)
 	require.NoError(t, err)
 	require.NoError(t, e.postInbound(ctx, e.srv.Client(), "bystander", opsCustomerNum1, "KEPT-TEXT"))
 

@@ -14,6 +14,7 @@ import (
 	_ "time/tzdata"
 
 	"github.com/BurntSushi/toml"
+	"github.com/nyaruka/phonenumbers"
 )
 
 // Duration is a TOML string like "30s" or "24h".
@@ -55,6 +56,7 @@ type Config struct {
 	Web       Web       `toml:"web"`
 	Events    Events    `toml:"events"`
 	Relay     []Relay   `toml:"relay"`
+	Numbers   Numbers   `toml:"numbers"`
 }
 
 // Events tunes the events log behind GET /api/v1/events and the relay.
@@ -189,6 +191,13 @@ type Retention struct {
 type Web struct {
 	// Timezone is the IANA zone whose day "messages today" counts.
 	Timezone string `toml:"timezone"`
+}
+
+// Numbers says how phone numbers typed by agents are read.
+type Numbers struct {
+	// DefaultRegion is the ISO 3166 region ("DE") national-format numbers
+	// ("0170 1234567") are read in; empty: digits only.
+	DefaultRegion string `toml:"default_region"`
 }
 
 // Default is the embedded configuration `go run . serve` starts with.
@@ -358,6 +367,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := time.LoadLocation(c.Web.Timezone); err != nil || c.Web.Timezone == "" {
 		return fmt.Errorf("web.timezone %q: not a time zone name (e.g. \"UTC\", \"Europe/Berlin\")", c.Web.Timezone)
+	}
+	if r := c.Numbers.DefaultRegion; r != "" && !phonenumbers.GetSupportedRegions()[r] {
+		return fmt.Errorf("numbers.default_region %q: not a region code phone numbers know (two capital letters, e.g. \"DE\")", r)
 	}
 	if c.Retention.Days < 0 {
 		return fmt.Errorf("retention.days must not be negative")

@@ -51,6 +51,9 @@ func TestValidateWebAndNumbers(t *testing.T) {
 		{"a zone", "[web]\ntimezone = \"Europe/Berlin\"\n", true},
 		{"no such zone", "[web]\ntimezone = \"Mars/Olympus\"\n", false},
 		{"empty zone", "[web]\ntimezone = \"\"\n", false},
+		{"a region", "[numbers]\ndefault_region = \"DE\"\n", true},
+		{"lower case region", "[numbers]\ndefault_region = \"de\"\n", false},
+		{"not a region", "[numbers]\ndefault_region = \"XX\"\n", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

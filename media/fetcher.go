@@ -270,7 +270,13 @@ func (f *Fetcher) fetch(ctx context.Context, md *store.Media) bool {
 	case oc == nil:
 		sniffed := http.DetectContentType(data[:min(len(data), 512)])
 		src := store.BytesSource(data)
-		if _, err := f.st.MarkMediaFetched(wctx, md.ID, src, ctype, sniffed); err != nil {
+		// Previews are made once, here: a thread then downloads ~480 px
+		// images instead of the originals.
+		var img *store.ImageInfo
+		if strings.HasPrefix(sniffed, "image/") {
+			img = imageInfo(data)
+		}
+		if _, err := f.st.MarkMediaFetched(wctx, md.ID, src, ctype, sniffed, img); err != nil {
 			log.Error("storing fetched media", "err", err)
 			return false
 		}

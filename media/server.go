@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -40,6 +41,7 @@ func (s *Server) Register(r *mux.Router) {
 	r.HandleFunc("/media/public/{token}", s.servePublic).Methods(http.MethodGet, http.MethodHead)
 	agents := func(h http.HandlerFunc) http.Handler { return httpx.RequireBasic(s.creds, h) }
 	r.Handle("/media/{id}", agents(s.serveAgent)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/media/{id}/thumb", agents(s.serveThumb)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/media/{id}", agents(s.deleteAgent)).Methods(http.MethodDelete)
 }
 
@@ -50,6 +52,33 @@ func (s *Server) serveAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serve(w, r, md)
+}
+
+// serveThumb answers GET /media/{id}/thumb: the preview made when the
+// image was cached, or the image itself when it is small enough to be its
+// own (or was cached before previews were made). Anything that is not a
+// cached image has none: 404.
+func (s *Server) serveThumb(w http.ResponseWriter, r *http.Request) {
+	md, thumb, err := s.st.MediaThumb(mux.Vars(r)["id"])
+	if err != nil {
+		httpx.WriteError(w, r, s.log, err)
+		return
+	}
+	if md.State != store.MediaCached || !strings.HasPrefix(md.ContentType, "image/") {
+		httpx.WriteError(w, r, s.log, store.Errorf(store.ErrNotFound, "media %s has no preview (%s %s)", md.ID, md.State, md.ContentType))
+		return
+	}
+	if thumb == nil {
+		s.serve(w, r, md)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", md.Thumb)
+	h.Set("ETag", `"`+md.SHA256+`-thumb"`)
+	h.Set("Cache-Control", "private, immutable")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(thumb))
 }
 
 func (s *Server) servePublic(w http.ResponseWriter, r *http.Request) {

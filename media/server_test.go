@@ -31,7 +31,7 @@ func cached(t *testing.T, st *store.Store, ext, fileName, contentType string, da
 	require.NoError(t, err)
 	msg, err := st.Message(rs[0].MessageID)
 	require.NoError(t, err)
-	md, err := st.MarkMediaFetched(context.Background(), msg.Media.ID, store.BytesSource(data), contentType, "")
+	md, err := st.MarkMediaFetched(context.Background(), msg.Media.ID, store.BytesSource(data), contentType, "", nil)
 	require.NoError(t, err)
 	return md
 }

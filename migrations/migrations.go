@@ -31,6 +31,7 @@ func Steps() []Step {
 		{2, "create the quarantine buckets for provider items that could not be understood", v2Quarantine},
 		{3, "create the events log and the relay buckets", v3CreateEventBuckets},
 		{4, "separate inbound and outbound ids: outbound ids and parked reports move to their own namespace", v4SplitIDNamespaces},
+		{5, "index message text; conversation flags and folded names in conv_activity; conversations per business; media_thumbs", v5TextIndex},
 	}
 }
 

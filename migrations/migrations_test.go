@@ -38,6 +38,7 @@ var stepTests = map[uint64]func(t *testing.T, db *bolt.DB){
 		}))
 	},
 	4: testV4SplitIDNamespaces,
+	5: testV5Empty,
 }
 
 // testV4SplitIDNamespaces seeds a schema 3 file the way the store wrote it
@@ -89,6 +90,16 @@ func testV4SplitIDNamespaces(t *testing.T, _ *bolt.DB) {
 	check()
 	require.NoError(t, db.Update(v4SplitIDNamespaces))
 	check()
+}
+
+// Step 5 on an empty file; what it does to a file with data:
+// TestV5IndexesAnExistingFile.
+func testV5Empty(t *testing.T, db *bolt.DB) {
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		require.NotNil(t, tx.Bucket([]byte("msg_words")))
+		require.NotNil(t, tx.Bucket([]byte("media_thumbs")))
+		return nil
+	}))
 }
 
 func openTemp(t *testing.T) *bolt.DB {

@@ -221,7 +221,7 @@ func TestInfobipFormatMediaRepliesAndOrder(t *testing.T) {
 	for _, r := range rs[:2] {
 		m, err := s.Message(r.MessageID)
 		require.NoError(t, err)
-		_, err = s.MarkMediaFetched(ctx, m.Media.ID, store.BytesSource([]byte("%PDF-1.4 bytes "+m.ExternalID)), "", "")
+		_, err = s.MarkMediaFetched(ctx, m.Media.ID, store.BytesSource([]byte("%PDF-1.4 bytes "+m.ExternalID)), "", "", nil)
 		require.NoError(t, err)
 	}
 	waitFor(t, "the held conversation follows", func() bool { return len(tg.all()) == 4 })
@@ -431,7 +431,7 @@ func TestJSONFormatEveryEvent(t *testing.T) {
 		Media: &store.Media{SourceURL: "http://ib.test/img"}})
 	m, err := s.Message(rs[0].MessageID)
 	require.NoError(t, err)
-	_, err = s.MarkMediaFetched(ctx, m.Media.ID, store.BytesSource([]byte("\xff\xd8\xffjpeg")), "image/jpeg", "image/jpeg")
+	_, err = s.MarkMediaFetched(ctx, m.Media.ID, store.BytesSource([]byte("\xff\xd8\xffjpeg")), "image/jpeg", "image/jpeg", nil)
 	require.NoError(t, err)
 	_, err = s.EraseNumber(ctx, "31600000009") // nobody: no event
 	require.NoError(t, err)

@@ -31,6 +31,8 @@ var (
 	bucketAudit          = []byte("audit")
 	bucketQuarantine     = []byte("quarantine")
 	bucketQuarantineHash = []byte("quarantine_hash")
+	bucketWords          = []byte("msg_words")
+	bucketThumbs         = []byte("media_thumbs")
 
 	keyHealth = []byte("health")
 )
@@ -41,6 +43,8 @@ const (
 	counterConversations = "conversations"
 	counterFailedSends   = "failed_sends"
 	counterQuarantined   = "quarantined"
+	// counterBusiness+number counts a business number's conversations.
+	counterBusiness = "biz:"
 )
 
 // ---- codecs, kept apart from the transaction logic ----

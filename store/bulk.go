@@ -21,12 +21,14 @@ func (s *Store) BulkLoad(ctx context.Context, msgs []*Message) error {
 		}
 	}
 	return s.Update(ctx, func(t *Tx) error {
+		t.collectWords()
+		defer func() { t.words = nil }()
 		for i, m := range msgs {
 			cp := *m
 			if _, err := t.insert(&cp); err != nil {
 				return fmt.Errorf("message %d: %w", i, err)
 			}
 		}
-		return nil
+		return t.flushWords()
 	})
 }

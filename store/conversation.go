@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"imchannel/words"
 )
 
 // NormalizeNumber reduces a phone number to digits: "+31 6-1234", "0031…"
@@ -18,11 +20,6 @@ func NormalizeNumber(s string) string {
 		}
 	}
 	return strings.TrimPrefix(b.String(), "00")
-}
-
-// searchText is what conversation search matches against.
-func searchText(c *Conversation) []byte {
-	return []byte(c.Customer + " " + c.Business + " " + strings.ToLower(c.Name))
 }
 
 // conversationFor finds or creates the conversation of a pair of numbers.
@@ -41,6 +38,9 @@ func (t *Tx) conversationFor(business, customer string) (*Conversation, error) {
 		return nil, err
 	}
 	if err := t.addCounter(counterConversations, 1); err != nil {
+		return nil, err
+	}
+	if err := t.addCounter(counterBusiness+business, 1); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -67,7 +67,7 @@ func (t *Tx) putConversation(c *Conversation, prevActivity time.Time, hadIndex b
 			return err
 		}
 	}
-	if err := act.Put(timeKey(c.LastActivity, c.ID), searchText(c)); err != nil {
+	if err := act.Put(timeKey(c.LastActivity, c.ID), activityValue(c)); err != nil {
 		return err
 	}
 	v, err := encode(c)
@@ -138,7 +138,8 @@ func Preview(m *Message) string {
 	return s
 }
 
-// matchQuery reports whether a conversation's search text matches q, which
+// matchQuery reports whether a conversation's search text (an activity
+// entry after its flags byte) matches q, which
 // is either digits (any format, partial) or a piece of a name.
 func matchQuery(text []byte, digits string, lower string) bool {
 	if digits != "" {
@@ -163,7 +164,7 @@ func parseQuery(q string) (digits, lower string) {
 	}
 	for _, r := range q {
 		if r > 127 || (r|0x20 >= 'a' && r|0x20 <= 'z') {
-			return "", strings.ToLower(q)
+			return "", words.Fold(q)
 		}
 	}
 	d := NormalizeNumber(q)

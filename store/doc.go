@@ -1,7 +1,7 @@
 // Package store is imchannel's domain: conversations, messages, status
 // timelines, the outbox and media, persisted in one bbolt file.
 //
-// Bucket tree (schema 4; keys → values, "+" is concatenation, ids are
+// Bucket tree (schema 5; keys → values, "+" is concatenation, ids are
 // 26-character ULID strings, t8 is a big-endian uint64 of unix nanoseconds):
 //
 //	meta/
@@ -12,18 +12,24 @@
 //	counters/
 //	  name           → uint64          messages, conversations, failed_sends,
 //	                                   in:YYYY-MM-DD, out:YYYY-MM-DD, dup:<provider>,
-//	                                   quarantined
+//	                                   quarantined,
+//	                                   in@YYYY-MM-DDTHH:MM, out@… (UTC quarter
+//	                                   hours), biz:<business> (conversations)
 //	conversations/
 //	  convID         → Conversation JSON
 //	conv_key/
 //	  business+"/"+customer → convID   one conversation per pair of numbers
 //	conv_activity/
-//	  t8(lastActivity)+convID → search text (customer business lower(name))
+//	  t8(lastActivity)+convID → flags byte (1 unanswered, 2 failed sends) +
+//	                                   "customer business folded-name" (schema 5);
 //	                                   scanned backwards: most recent first
 //	conv_msgs/
 //	  convID+msgID   → ""              a thread in time order
 //	messages/
 //	  msgID          → Message JSON
+//	msg_words/
+//	  word+0x00+ULID(16 bytes) → ""    text index: every folded word of a
+//	                                   message's text and caption (search.go)
 //	ext/                               ns is 0x00 for inbound ids, 0x01 for
 //	                                   outbound ids (ours, and the provider's
 //	                                   for our sends): the two never meet
@@ -42,6 +48,8 @@
 //	  msgID          → OutboxState JSON attempts, next try, last error
 //	media/
 //	  mediaID        → Media JSON      state, source, sha256
+//	media_thumbs/
+//	  mediaID        → preview bytes   a cached image's ~480 px preview (schema 5)
 //	media_queue/
 //	  t8(next try)+mediaID → ""        fetch queue
 //	media_token/

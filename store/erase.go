@@ -83,6 +83,9 @@ func (t *Tx) removeMessage(m *Message, rm *removal) error {
 			return err
 		}
 	}
+	if err := t.unindexWords(m); err != nil {
+		return err
+	}
 	if err := t.addCounter(counterMessages, -1); err != nil {
 		return err
 	}
@@ -264,6 +267,9 @@ func (t *Tx) deleteConversation(c *Conversation) error {
 		return err
 	}
 	t.Notify(Change{Kind: "conversation", ConversationID: c.ID})
+	if err := t.addCounter(counterBusiness+c.Business, -1); err != nil {
+		return err
+	}
 	return t.addCounter(counterConversations, -1)
 }
 

@@ -106,6 +106,12 @@ func (t *Tx) releaseMedia(id string) error {
 			return err
 		}
 	}
+	if md.Thumb != "" {
+		if err := t.tx.Bucket(bucketThumbs).Delete([]byte(md.ID)); err != nil {
+			return err
+		}
+		md.Thumb = ""
+	}
 	md.State = MediaDeleted
 	t.Notify(Change{Kind: "media", MessageID: md.MessageID})
 	return t.putMedia(md)
@@ -267,7 +273,10 @@ func (t *Tx) pendingMedia(id string) (*Media, bool, error) {
 // contentType is the response's (falling back to the webhook's when the
 // response has none or says application/octet-stream); sniffed is
 // http.DetectContentType's, kept when it disagrees.
-func (s *Store) MarkMediaFetched(ctx context.Context, id string, src BlobSource, contentType, sniffed string) (*Media, error) {
+//
+// img, when not nil, is what the fetcher read of an image: its size and a
+// preview, kept beside the bytes and dropped with them.
+func (s *Store) MarkMediaFetched(ctx context.Context, id string, src BlobSource, contentType, sniffed string, img *ImageInfo) (*Media, error) {
 	var out *Media
 	err := s.Update(ctx, func(t *Tx) error {
 		md, ok, err := t.pendingMedia(id)
@@ -293,6 +302,15 @@ func (s *Store) MarkMediaFetched(ctx context.Context, id string, src BlobSource,
 		md.Size = src.Size
 		md.SHA256 = hex.EncodeToString(src.SHA256[:])
 		md.Error = ""
+		if img != nil {
+			md.Width, md.Height = img.Width, img.Height
+			if len(img.Thumb) > 0 && img.ThumbType != "" {
+				if err := t.tx.Bucket(bucketThumbs).Put([]byte(md.ID), img.Thumb); err != nil {
+					return err
+				}
+				md.Thumb = img.ThumbType
+			}
+		}
 		md.Attempts++
 		if md.FirstTry.IsZero() {
 			md.FirstTry = t.now
@@ -410,6 +428,12 @@ func checkMediaInvariants(tx *bolt.Tx, add addFunc) {
 				add("media %s: pending but not in media_queue", md.ID)
 			}
 		}
+		if (md.Thumb != "") != (tx.Bucket(bucketThumbs).Get([]byte(md.ID)) != nil) {
+			add("media %s: thumb %q disagrees with media_thumbs", md.ID, md.Thumb)
+		}
+		if md.Thumb != "" && md.State != MediaCached {
+			add("media %s: a preview kept for %s media", md.ID, md.State)
+		}
 		if md.Token != "" && string(tx.Bucket(bucketMediaToken).Get([]byte(md.Token))) != md.ID {
 			add("media %s: media_token entry missing", md.ID)
 		}
@@ -502,4 +526,31 @@ func (t *Tx) reclaimOrphans() (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// ImageInfo is what the fetcher read of a cached image.
+type ImageInfo struct {
+	Width, Height int
+	// Thumb is a preview (ThumbType, e.g. image/jpeg), or nil when the
+	// image is small enough to be its own.
+	Thumb     []byte
+	ThumbType string
+}
+
+// MediaThumb returns a media record and its preview's bytes (nil when it
+// has none).
+func (s *Store) MediaThumb(id string) (*Media, []byte, error) {
+	var md *Media
+	var b []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if md, err = (&Tx{tx: tx, s: s}).getMedia(id); err != nil {
+			return err
+		}
+		if md.Thumb != "" {
+			b = bytes.Clone(tx.Bucket(bucketThumbs).Get([]byte(id)))
+		}
+		return nil
+	})
+	return md, b, err
 }

@@ -145,7 +145,7 @@ func TestMediaQueueLifecycle(t *testing.T) {
 	requireClean(t, s)
 
 	data := mediaPattern(1000)
-	md, err := s.MarkMediaFetched(ctx, id, BytesSource(data), "image/jpeg", "application/octet-stream")
+	md, err := s.MarkMediaFetched(ctx, id, BytesSource(data), "image/jpeg", "application/octet-stream", nil)
 	require.NoError(t, err)
 	require.Equal(t, MediaCached, md.State)
 	require.Equal(t, 2, md.Attempts)
@@ -156,7 +156,7 @@ func TestMediaQueueLifecycle(t *testing.T) {
 	requireClean(t, s)
 
 	// A late duplicate completion changes nothing.
-	_, err = s.MarkMediaFetched(ctx, id, BytesSource(data), "image/jpeg", "")
+	_, err = s.MarkMediaFetched(ctx, id, BytesSource(data), "image/jpeg", "", nil)
 	require.NoError(t, err)
 	require.Equal(t, 1, mediaBlob(t, s, md.SHA256).Refs)
 
@@ -205,7 +205,7 @@ func TestMediaFetchedTypeFallsBackToWebhook(t *testing.T) {
 		{"audio/mpeg", "audio/mpeg", "application/ogg"},
 		{"audio/ogg; codecs=opus", "audio/ogg; codecs=opus", ""},
 	} {
-		md, err := s.MarkMediaFetched(ctx, ids[i], BytesSource(data), c.response, "application/ogg")
+		md, err := s.MarkMediaFetched(ctx, ids[i], BytesSource(data), c.response, "application/ogg", nil)
 		require.NoError(t, err)
 		require.Equal(t, c.want, md.ContentType, c.response)
 		require.Equal(t, c.sniffed, md.SniffedType, c.response)

@@ -276,7 +276,18 @@ func (t *Tx) insert(m *Message) (Result, error) {
 		rt := *m.ReplyTo
 		m.ReplyTo = &rt
 		m.ReplyTo.ID = ""
-		if id := t.lookupAny(m.Provider, m.ReplyTo.ExternalID); len(id) > 0 {
+		id := t.lookupAny(m.Provider, m.ReplyTo.ExternalID)
+		if len(id) == 0 {
+			// A conversation can hold both providers' messages (CM
+			// inbound, Infobip replies): a quote may name the other's id.
+			for _, p := range []string{ProviderInfobip, ProviderCM} {
+				if x := t.lookupAny(p, m.ReplyTo.ExternalID); p != m.Provider && len(x) > 0 && t.inConversation(c.ID, string(x)) {
+					id = x
+					break
+				}
+			}
+		}
+		if len(id) > 0 {
 			// A quote names a message of the same chat; one naming another
 			// conversation's message is not linked (it would show another
 			// customer's words, and dangle once that customer is erased).
@@ -309,6 +320,9 @@ func (t *Tx) insert(m *Message) (Result, error) {
 		return Result{}, err
 	}
 	if err := t.putMessage(m); err != nil {
+		return Result{}, err
+	}
+	if err := t.indexWords(m); err != nil {
 		return Result{}, err
 	}
 	if err := t.touchConversation(c, m); err != nil {
@@ -607,6 +621,9 @@ func (t *Tx) tombstone(m *Message) error {
 		if err := t.releaseMedia(m.Media.ID); err != nil {
 			return err
 		}
+	}
+	if err := t.unindexWords(m); err != nil {
+		return err
 	}
 	m.Text, m.Caption = "", ""
 	m.Location, m.Contacts, m.Interactive, m.Order, m.Raw = nil, nil, nil, nil, nil

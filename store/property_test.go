@@ -180,7 +180,7 @@ func runRandomOps(t *testing.T, seed int64, steps int) {
 			switch rng.Intn(4) {
 			case 0, 1:
 				op = "fetched " + id
-				_, err = s.MarkMediaFetched(ctx, id, BytesSource(blobs[rng.Intn(len(blobs))]), "image/jpeg", "image/jpeg")
+				_, err = s.MarkMediaFetched(ctx, id, BytesSource(blobs[rng.Intn(len(blobs))]), "image/jpeg", "image/jpeg", nil)
 			case 2:
 				op = "media failed " + id
 				err = s.MarkMediaFailed(ctx, id, MediaFailed, "404")

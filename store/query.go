@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/hex"
 	"strings"
 	"time"
 
@@ -90,6 +89,7 @@ func AgentMedia(md *Media) *Media {
 	out := &Media{
 		ID: md.ID, SourceURL: md.SourceURL, ContentType: md.ContentType, SniffedType: md.SniffedType,
 		FileName: md.FileName, Size: md.Size, SHA256: md.SHA256, State: md.State, Error: md.Error,
+		Width: md.Width, Height: md.Height, Thumb: md.Thumb,
 	}
 	// Only cached bytes can be served: a url for pending, failed or
 	// too-large media would answer 404.
@@ -220,49 +220,8 @@ func (s *Store) LatestInbound(customer string, businesses []string) (*Conversati
 // matches a number (any format, partial digits) or a piece of a name.
 // cursor is the previous page's next; next is empty on the last page.
 func (s *Store) ListConversations(q string, limit int, cursor string) (convs []*Conversation, next string, err error) {
-	if limit <= 0 || limit > 500 {
-		return nil, "", Errorf(ErrInvalid, "limit must be between 1 and 500")
-	}
-	var start []byte
-	if cursor != "" {
-		start, err = hex.DecodeString(cursor)
-		if err != nil || len(start) < 9 {
-			return nil, "", Errorf(ErrInvalid, "cursor %q is not one this server issued", cursor)
-		}
-	}
-	digits, lower := parseQuery(q)
-	err = s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketConvActivity).Cursor()
-		var k, v []byte
-		if start == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Seek(start)
-			if k == nil {
-				k, v = c.Last()
-			}
-			// The cursor names the last entry already returned.
-			for k != nil && string(k) >= string(start) {
-				k, v = c.Prev()
-			}
-		}
-		for ; k != nil; k, v = c.Prev() {
-			if (digits != "" || lower != "") && !matchQuery(v, digits, lower) {
-				continue
-			}
-			if len(convs) == limit {
-				next = hex.EncodeToString(convs[len(convs)-1].activityKey())
-				return nil
-			}
-			cv, err := readTx{tx: tx}.conversation(string(k[8:]))
-			if err != nil {
-				return err
-			}
-			convs = append(convs, cv)
-		}
-		return nil
-	})
-	return convs, next, err
+	p, err := s.FindConversations(ConvQuery{Q: q}, limit, cursor)
+	return p.Conversations, p.Next, err
 }
 
 func (c *Conversation) activityKey() []byte { return timeKey(c.LastActivity, c.ID) }
@@ -381,4 +340,41 @@ func sumCounters(b *bolt.Bucket, first, last string) uint64 {
 		n += u64(v)
 	}
 	return n
+}
+
+// ConversationMessagesAfter pages a conversation forwards: the oldest
+// limit messages newer than after, oldest first. more says whether newer
+// ones remain.
+func (s *Store) ConversationMessagesAfter(convID string, limit int, after string) (msgs []*Message, more bool, err error) {
+	if limit <= 0 || limit > 1000 {
+		return nil, false, Errorf(ErrInvalid, "limit must be between 1 and 1000")
+	}
+	if len(convID) != 26 || strings.ContainsAny(convID, "/\x00") {
+		return nil, false, Errorf(ErrNotFound, "conversation %q not found", convID)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		r := newReadTx(tx, s.reads)
+		if _, err := r.conversation(convID); err != nil {
+			return err
+		}
+		prefix := []byte(convID)
+		c := tx.Bucket(bucketConvMsgs).Cursor()
+		k, _ := c.Seek([]byte(convID + after))
+		if k != nil && string(k) == convID+after {
+			k, _ = c.Next()
+		}
+		for ; k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			if len(msgs) == limit {
+				more = true
+				break
+			}
+			m, err := r.message(string(k[len(prefix):]))
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+		return nil
+	})
+	return msgs, more, err
 }

@@ -23,7 +23,7 @@ func cacheMedia(t *testing.T, s *Store, msgID string, data []byte) *Media {
 	t.Helper()
 	m := mustMessage(t, s, msgID)
 	require.NotNil(t, m.Media)
-	md, err := s.MarkMediaFetched(context.Background(), m.Media.ID, BytesSource(data), "image/jpeg", "image/jpeg")
+	md, err := s.MarkMediaFetched(context.Background(), m.Media.ID, BytesSource(data), "image/jpeg", "image/jpeg", nil)
 	require.NoError(t, err)
 	require.Equal(t, MediaCached, md.State)
 	return md

@@ -261,6 +261,9 @@ type Tx struct {
 	notes []Change
 	// logged is set when the op appended to the events log.
 	logged bool
+	// words, when not nil, collects text-index keys to put sorted at the
+	// end of a bulk load (see flushWords).
+	words *[][]byte
 }
 
 // Now is the commit's clock reading.

@@ -111,6 +111,12 @@ type Media struct {
 	SHA256      string `json:"sha256,omitempty"`
 	State       string `json:"state"`
 	Error       string `json:"error,omitempty"`
+	// Width and Height are a cached image's size in pixels; Thumb is the
+	// type of the preview kept beside it (media_thumbs), "" when there is
+	// none (not an image, or small enough to be its own preview).
+	Width  int    `json:"width,omitempty"`
+	Height int    `json:"height,omitempty"`
+	Thumb  string `json:"thumb,omitempty"`
 
 	// Fetch bookkeeping (not part of the agents' JSON).
 	MessageID string    `json:"messageId,omitempty"`

@@ -72,19 +72,19 @@ func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	httpx.WriteError(w, r, s.log, err)
 }
 
-// GET /api/v1/conversations?q=&limit=&cursor=
+// GET /api/v1/conversations?q=&filter=&business=&limit=&cursor=
 func (s *Server) apiConversations(w http.ResponseWriter, r *http.Request) {
 	limit, err := intParam(r, "limit", defaultConvLimit, maxConvLimit)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	q, err := searchQuery(r)
+	p, err := readListParams(r)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	convs, next, err := s.d.Store.ListConversations(q, limit, r.URL.Query().Get("cursor"))
+	page, err := s.d.Store.FindConversations(s.query(p), limit, p.Cursor)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
@@ -92,8 +92,9 @@ func (s *Server) apiConversations(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		Conversations []ConversationJSON `json:"conversations"`
 		Next          string             `json:"next,omitempty"`
-	}{Conversations: make([]ConversationJSON, 0, len(convs)), Next: next}
-	for _, c := range convs {
+		Total         int                `json:"total"`
+	}{Conversations: make([]ConversationJSON, 0, len(page.Conversations)), Next: page.Next, Total: page.Total}
+	for _, c := range page.Conversations {
 		out.Conversations = append(out.Conversations, conversationJSON(c))
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
@@ -163,11 +164,16 @@ func (s *Server) apiMessage(w http.ResponseWriter, r *http.Request) {
 
 // GET /api/v1/messages?externalId=ID: every message known under that
 // provider id (ours, or an alias the provider gave); an empty list when none.
-func (s *Server) apiMessagesByExternalID(w http.ResponseWriter, r *http.Request) {
-	ext := r.URL.Query().Get("externalId")
+// GET /api/v1/messages?q=…&limit=&cursor=: message text search.
+func (s *Server) apiMessages(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	ext := v.Get("externalId")
 	switch {
+	case ext == "" && v.Has("q"):
+		s.apiSearchMessages(w, r)
+		return
 	case ext == "":
-		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "externalId is required"))
+		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "externalId or q is required"))
 		return
 	case len(ext) > 512:
 		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "externalId is longer than 512 bytes"))
@@ -182,6 +188,37 @@ func (s *Server) apiMessagesByExternalID(w http.ResponseWriter, r *http.Request)
 		Messages []MessageJSON `json:"messages"`
 	}{Messages: make([]MessageJSON, 0, len(msgs))}
 	for _, m := range msgs {
+		out.Messages = append(out.Messages, messageJSON(m))
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// apiSearchMessages answers GET /api/v1/messages?q=: messages whose text or
+// caption holds every word of q, newest first, paged; total counts up to
+// store.MessageSearchCap (totalCapped: there are more).
+func (s *Server) apiSearchMessages(w http.ResponseWriter, r *http.Request) {
+	q, err := searchQuery(r)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	limit, err := intParam(r, "limit", defaultConvLimit, maxConvLimit)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	page, err := s.d.Store.SearchMessages(q, limit, r.URL.Query().Get("cursor"))
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	out := struct {
+		Messages    []MessageJSON `json:"messages"`
+		Next        string        `json:"next,omitempty"`
+		Total       int           `json:"total"`
+		TotalCapped bool          `json:"totalCapped,omitempty"`
+	}{Messages: make([]MessageJSON, 0, len(page.Messages)), Next: page.Next, Total: page.Total, TotalCapped: page.TotalCapped}
+	for _, m := range page.Messages {
 		out.Messages = append(out.Messages, messageJSON(m))
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)

@@ -128,7 +128,80 @@ func TestConversationsListSearchAndPaging(t *testing.T) {
 	}
 	// No match is an empty list, not null.
 	_, body := e.get("/api/v1/conversations?q=nobody")
-	require.JSONEq(t, `{"conversations":[]}`, body)
+	require.JSONEq(t, `{"conversations":[],"total":0}`, body)
+}
+
+// Filters, business numbers, totals, accents, national numbers and message
+// text through the API.
+func TestConversationsFiltersAndMessageSearch(t *testing.T) {
+	e := newEnv(t, func(d *Deps) { d.DefaultRegion = "DE" })
+	a := in("a1", "491701234567", "Wo ist meine Bestellung 4711?")
+	a.ContactName = "Jürgen Müller"
+	e.save(a)
+	b := in("b1", "31611111111", "order 4711 please")
+	b.To = "5678"
+	e.save(b)
+	e.queue(out("b2", "31611111111", "your order 4711 ships"))
+	fail := e.queue(out("c1", "31622222222", "never arrives"))[0]
+	require.NoError(t, e.st.MarkFailed(context.Background(), fail.MessageID, "provider answered 400: no"))
+
+	type list struct {
+		Conversations []ConversationJSON `json:"conversations"`
+		Total         int                `json:"total"`
+	}
+	for _, c := range []struct {
+		query string
+		want  []string
+		total int
+	}{
+		{"", []string{"31622222222", "31611111111", "31611111111", "491701234567"}, 4},
+		{"filter=unanswered", []string{"31611111111", "491701234567"}, 2},
+		{"filter=failed", []string{"31622222222"}, 1},
+		{"business=5678", []string{"31611111111"}, 1},
+		{"q=jurgen", []string{"491701234567"}, 1},
+		{"q=MULLER", []string{"491701234567"}, 1},
+		{"q=" + url.QueryEscape("0170 1234567"), []string{"491701234567"}, 1}, // national, read as DE
+		{"q=" + url.QueryEscape("+49 170 1234567"), []string{"491701234567"}, 1},
+		{"limit=1", []string{"31622222222"}, 4},
+	} {
+		var l list
+		e.getJSON("/api/v1/conversations?"+c.query, http.StatusOK, &l)
+		var got []string
+		for _, cv := range l.Conversations {
+			got = append(got, cv.Customer)
+		}
+		require.Equal(t, c.want, got, c.query)
+		require.Equal(t, c.total, l.Total, c.query)
+	}
+
+	var ms struct {
+		Messages []MessageJSON `json:"messages"`
+		Next     string        `json:"next"`
+		Total    int           `json:"total"`
+	}
+	e.getJSON("/api/v1/messages?q=4711", http.StatusOK, &ms)
+	require.Equal(t, 3, ms.Total)
+	require.Len(t, ms.Messages, 3)
+	require.Equal(t, "your order 4711 ships", ms.Messages[0].Text, "newest first")
+	require.NotEmpty(t, ms.Messages[0].ConversationID)
+	e.getJSON("/api/v1/messages?q=ORDER+4711&limit=1", http.StatusOK, &ms)
+	require.Equal(t, 2, ms.Total)
+	require.Len(t, ms.Messages, 1)
+	require.NotEmpty(t, ms.Next)
+	next := ms.Next
+	ms.Next = ""
+	e.getJSON("/api/v1/messages?q=ORDER+4711&limit=1&cursor="+next, http.StatusOK, &ms)
+	require.Equal(t, "order 4711 please", ms.Messages[0].Text)
+	require.Empty(t, ms.Next)
+
+	for _, bad := range []struct{ path, want string }{
+		{"/api/v1/conversations?filter=maybe", "filter"},
+		{"/api/v1/conversations?business=abc", "business"},
+		{"/api/v1/messages?q=a", "no word"},
+		{"/api/v1/messages?q=order&cursor=x", "cursor"},
+	} {
+		require.Contains(t, e.apiError(bad.path, http.StatusBadRequest), bad.want, bad.path)
+	}
 }
 
 func TestBadParametersAre400(t *testing.T) {
@@ -147,7 +220,7 @@ func TestBadParametersAre400(t *testing.T) {
 		{"/api/v1/conversations/" + conv + "/messages?limit=-1", "limit must be an integer between 1 and 1000"},
 		{"/api/v1/conversations/" + conv + "/messages?limit=1001", "limit must be an integer between 1 and 1000"},
 		{"/api/v1/conversations/" + conv + "/messages?before=nope", "before \"nope\" is not a message id"},
-		{"/api/v1/messages", "externalId is required"},
+		{"/api/v1/messages", "externalId or q is required"},
 	} {
 		require.Contains(t, e.apiError(c.path, http.StatusBadRequest), c.want, c.path)
 	}

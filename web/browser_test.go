@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -221,15 +222,38 @@ allow_private_hosts = true
 	}
 	do(chromedp.EmulateViewport(1440, 900))
 
+	// axe-core (npm, installed by .ci/run) is injected into the pages: no
+	// serious or critical accessibility violation.
+	axeSrc, err := os.ReadFile(filepath.Join("..", ".ci", "node", "node_modules", "axe-core", "axe.min.js"))
+	if err != nil && os.Getenv("CI") != "" {
+		t.Fatalf("CI must run the accessibility checks, but axe-core is missing: %v", err)
+	}
+	axe := func(what string) {
+		t.Helper()
+		if axeSrc == nil {
+			t.Logf("axe-core not installed (.ci/run installs it): %s not checked", what)
+			return
+		}
+		eval(string(axeSrc))
+		res, err := chromedp.Run(bctx, chromedp.Evaluate[string](`axe.run(document, {resultTypes: ['violations']}).then(function (r) {
+			return JSON.stringify(r.violations.filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+				.map(function (v) { return {id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(function (n) { return n.target.join(' '); })}; }));
+		})`, chromedp.EvalAwaitPromise))
+		require.NoError(t, err)
+		require.Equal(t, "[]", res, "axe-core on %s", what)
+	}
+
 	// The list.
 	do(chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".conv-list")))
 	text := textOf("body")
-	for _, want := range []string{"Frank", "+385919998888", "to +1234", "1 failed", "This one fails", "Conversations",
-		"Failed sends", "Last backup", "never"} {
+	for _, want := range []string{"Frank", "+385919998888", "1 failed", "This one fails", "Conversations",
+		"Failed sends", "Last backup", "never", "2 conversations", "5 messages"} {
 		require.Contains(t, text, want)
 	}
+	require.NotContains(t, text, "to +1234", "one business number: not repeated on every row")
 	require.Contains(t, text, xssName, "the hostile name is shown as text")
 	shoot("list")
+	axe("the list")
 
 	// The search box.
 	do(chromedp.SetValue(chromedp.CSS("input[name=q]"), "0666"), chromedp.Submit(chromedp.CSS("form.search")))
@@ -241,6 +265,38 @@ allow_private_hosts = true
 	text = textOf(".conversations")
 	require.Contains(t, text, "+31600000666")
 	require.NotContains(t, text, "Frank")
+	require.Equal(t, "0666", textOf(".conv .number mark, .conv .name mark"), "the match is highlighted")
+
+	// Message text: words found in any conversation, highlighted, linked.
+	do(chromedp.Navigate(base+"/?q="+url.QueryEscape("ORDER")), chromedp.WaitVisible(chromedp.CSS(".hit-list")))
+	text = textOf(".hits")
+	require.Contains(t, text, "2 messages containing “ORDER”")
+	require.Contains(t, text, "Where is my order?")
+	require.Contains(t, text, "You: Your order ships today")
+	require.Equal(t, "order", textOf(".hit mark"))
+	shoot("search")
+	axe("search results")
+
+	// Filters: the overview's tile opens the unanswered list, with its total.
+	do(chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".conv-list")))
+	do(chromedp.Click(chromedp.CSS(`.overview a[href="/?filter=unanswered"]`)))
+	require.Eventually(t, func() bool {
+		s, _ := eval(`location.search`).(string)
+		return s == "?filter=unanswered"
+	}, 10*time.Second, 50*time.Millisecond)
+	do(chromedp.WaitVisible(chromedp.CSS(".conv-list")))
+	require.Equal(t, "1 conversation, unanswered", textOf("#conv-h"))
+	require.Equal(t, "page", eval(`document.querySelector('.filter-unanswered').getAttribute('aria-current')`))
+	text = textOf(".conv-list")
+	require.Contains(t, text, "+31600000666")
+	require.Contains(t, text, "waiting")
+	require.NotContains(t, text, "Frank")
+	do(chromedp.Click(chromedp.CSS(".filter-failed")))
+	require.Eventually(t, func() bool {
+		s, _ := eval(`document.getElementById('conv-h') && document.getElementById('conv-h').innerText`).(string)
+		return s == "1 conversation with failed sends"
+	}, 10*time.Second, 50*time.Millisecond)
+	require.Contains(t, textOf(".conv-list"), "Frank")
 
 	// The thread.
 	do(chromedp.Navigate(base+"/conversations/"+conv), chromedp.WaitVisible(chromedp.CSS("#thread")))
@@ -249,6 +305,9 @@ allow_private_hosts = true
 		return w == 48
 	}, 15*time.Second, 50*time.Millisecond, "the image loads from /media")
 	require.EqualValues(t, 0, eval(`Array.from(document.images).filter(function(i){return !i.complete||i.naturalWidth===0}).length`), "no broken image")
+	// Its preview, with its size, so nothing shifts while it loads.
+	require.Equal(t, "48x32 lazy my receipt", eval(`(function(){var i=document.querySelector('img.media-img');`+
+		`return i.getAttribute('width')+'x'+i.getAttribute('height')+' '+i.loading+' '+i.alt})()`))
 	text = textOf("#thread")
 	for _, want := range []string{"Where is my order?", "my receipt", "message deleted", "Your order ships today", "seen",
 		"This one fails", "failed", "Not enough credits", "Frank"} {
@@ -267,6 +326,7 @@ allow_private_hosts = true
 		require.Contains(t, tl, want)
 	}
 	shoot("thread")
+	axe("a thread")
 
 	// A new message appears without a reload.
 	eval(`window.__mark = 42`)
@@ -378,6 +438,41 @@ allow_private_hosts = true
 	require.Equal(t, false, eval(`window.__xss !== undefined || document.querySelector('img[src="x"], main script, svg') !== null`),
 		"an injected element or script ran")
 	shoot("xss")
+
+	// ---- an unknown address: the HTML error page ----
+	do(chromedp.Navigate(base+"/no/such/page"), chromedp.WaitVisible(chromedp.CSS("main.error-page")))
+	require.Contains(t, textOf("main"), "404 Not Found")
+	axe("the error page")
+
+	// ---- the transcript and the export, for supervisors ----
+	do(chromedp.Navigate(base+"/conversations/"+conv+"/transcript"), chromedp.WaitVisible(chromedp.CSS("ol.transcript")))
+	text = textOf("main")
+	for _, want := range []string{"Transcript: Frank", "+385919998888", "Where is my order?", "my receipt", "message deleted",
+		"Your order ships today", "DELIVERED_TO_HANDSET", "failed: REJECTED_NOT_ENOUGH_CREDITS", "all times UTC"} {
+		require.Contains(t, text, want)
+	}
+	require.Equal(t, "transcript", eval(`document.body.dataset.page`), "no live updates")
+	media := func(m string) {
+		t.Helper()
+		_, err := chromedp.Call(bctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: m})
+		require.NoError(t, err)
+	}
+	media("print")
+	require.Equal(t, "none", eval(`getComputedStyle(document.querySelector('.no-print')).display`), "print CSS hides the links")
+	shoot("transcript-print")
+	media("")
+	axe("the transcript")
+	var export struct {
+		Conversation struct{ ID string }
+		Messages     []struct {
+			Text     string
+			Timeline []struct{ Status string }
+		}
+	}
+	c.getJSON("/api/v1/conversations/"+conv+"/export", &export)
+	require.Equal(t, conv, export.Conversation.ID)
+	require.Len(t, export.Messages, 7)
+	require.Equal(t, "Where is my order?", export.Messages[0].Text)
 
 	// ---- a phone ----
 	do(chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".conv-list")))
@@ -538,6 +633,19 @@ func (c *client) message(ext string) map[string]any {
 		return nil
 	}
 	return out.Messages[0]
+}
+
+// getJSON GETs path with the agent's credentials into v.
+func (c *client) getJSON(path string, v any) {
+	c.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, c.base+path, nil)
+	require.NoError(c.t, err)
+	req.SetBasicAuth("alice", "agent-pass")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	require.Equal(c.t, http.StatusOK, resp.StatusCode)
+	require.NoError(c.t, json.NewDecoder(resp.Body).Decode(v))
 }
 
 // waitMessage polls until the message with that external id satisfies ok.

@@ -90,7 +90,9 @@ func viewKey(seed maphash.Seed, v *msgView) uint64 {
 	mark := func(present bool) { flag(present) }
 
 	str(v.ID, v.Direction, v.Type, v.Status, v.Error, v.Text, v.Caption, v.Sender, v.Class, v.ShownISO, v.ShownText,
-		v.MediaKind, v.ContactsJS, v.FlowJSON, v.Template, v.Note, v.NextStep, v.SendAtISO, v.SendAtText)
+		v.MediaKind, v.ContactsJS, v.FlowJSON, v.Template, v.Note, v.NextStep, v.SendAtISO, v.SendAtText, v.ImgAlt)
+	num(int64(v.ImgW))
+	num(int64(v.ImgH))
 	mark(v.Retry != nil)
 	if r := v.Retry; r != nil {
 		num(int64(r.Attempts))
@@ -119,6 +121,9 @@ func viewKey(seed maphash.Seed, v *msgView) uint64 {
 			m.MessageID, m.Provider, m.Token, m.CreatedAt.String(), m.NextAt.String(), m.FirstTry.String())
 		num(m.Size)
 		num(int64(m.Attempts))
+		num(int64(m.Width))
+		num(int64(m.Height))
+		str(m.Thumb)
 	}
 	mark(v.Location != nil)
 	if l := v.Location; l != nil {

@@ -32,6 +32,7 @@ var templateFS embed.FS
 var staticFS embed.FS
 
 const (
+	shownImage     = 320 // images show in a shownImage px square at most
 	pageConvs      = 50  // conversations per list page
 	pageThread     = 200 // messages per thread page
 	maxThreadLimit = 1000
@@ -85,14 +86,17 @@ func newPages() (*pages, error) {
 		"osm":       osmURL,
 		"tick":      tickFor,
 		"threadURL": threadURL,
-		"listURL":   listURL,
+		"listLink":  listLink,
+		"spans":     spans,
+		"plural":    plural,
+		"hitURL":    hitURL,
 		"coord":     func(f float64) string { return strconv.FormatFloat(f, 'f', 6, 64) },
 	}
 	t, err := template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: templates: %w", err)
 	}
-	for _, name := range []string{"index", "thread", "messages", "fragment", "msg", "list", "error"} {
+	for _, name := range []string{"index", "thread", "messages", "fragment", "msg", "list", "error", "transcript"} {
 		if t.Lookup(name) == nil {
 			return nil, fmt.Errorf("web: template %q is missing", name)
 		}
@@ -133,6 +137,19 @@ func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
 	}{http.StatusText(status), status, msg})
 }
 
+// NotFound answers an unknown address: the HTML error page when a
+// browser asks for a page (Accept names text/html), else JSON as every
+// other route's errors.
+func (s *Server) NotFound(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		httpx.NotFound(w, r)
+		return
+	}
+	secure(func(w http.ResponseWriter, r *http.Request) {
+		s.pageError(w, r, httpx.Errorf(store.ErrNotFound, "there is no page at %s", clip(r.URL.Path)))
+	})(w, r)
+}
+
 // GET /static/{hash}/{name}: content-addressed, so cached for a year.
 func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 	v := mux.Vars(r)
@@ -153,6 +170,7 @@ func (s *Server) static(w http.ResponseWriter, r *http.Request) {
 
 type overview struct {
 	Stats      store.Stats
+	Unanswered int
 	FileSize   int64
 	BackupAt   time.Time
 	BackupSize int64
@@ -181,6 +199,11 @@ func (s *Server) overview() (overview, error) {
 		return overview{}, err
 	}
 	o := overview{Stats: st, FileSize: st.FileSize}
+	un, err := s.d.Store.FindConversations(store.ConvQuery{Filter: store.FilterUnanswered}, 1, "")
+	if err != nil {
+		return overview{}, err
+	}
+	o.Unanswered = un.Total
 	if fi, err := os.Stat(s.d.Store.Path()); err == nil {
 		o.FileSize = fi.Size()
 	}
@@ -210,47 +233,6 @@ func (s *Server) overview() (overview, error) {
 	return o, nil
 }
 
-type indexData struct {
-	Title    string
-	Page     string
-	Overview overview
-	Q        string
-	Cursor   string
-	Next     string
-	Convs    []*store.Conversation
-}
-
-// GET /?q=&cursor=  (fragment=list renders only the live section)
-func (s *Server) indexPage(w http.ResponseWriter, r *http.Request) {
-	q, err := searchQuery(r)
-	if err != nil {
-		s.pageError(w, r, err)
-		return
-	}
-	limit, err := intParam(r, "limit", pageConvs, maxConvLimit)
-	if err != nil {
-		s.pageError(w, r, err)
-		return
-	}
-	cursor := r.URL.Query().Get("cursor")
-	convs, next, err := s.d.Store.ListConversations(q, limit, cursor)
-	if err != nil {
-		s.pageError(w, r, err)
-		return
-	}
-	ov, err := s.overview()
-	if err != nil {
-		s.pageError(w, r, err)
-		return
-	}
-	d := indexData{Title: "Conversations", Page: "list", Overview: ov, Q: q, Cursor: cursor, Next: next, Convs: convs}
-	name := "index"
-	if r.URL.Query().Get("fragment") == "list" {
-		name = "list"
-	}
-	s.render(w, r, http.StatusOK, name, d)
-}
-
 // ---- thread ----
 
 type threadData struct {
@@ -259,6 +241,7 @@ type threadData struct {
 	Conv   *store.Conversation
 	Msgs   []template.HTML // rendered by renderMessages
 	Older  string          // before= for the page of older messages
+	Newer  string          // after= for the page of newer messages (when not Latest)
 	Latest bool            // this page ends with the newest message
 }
 
@@ -293,14 +276,34 @@ func (s *Server) threadPage(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, err)
 		return
 	}
-	msgs, older, err := s.d.Store.ConversationMessages(id, limit, before)
-	if err != nil {
+	var msgs []*store.Message
+	var older string
+	latest := before == ""
+	if after := qv.Get("after"); after != "" && before == "" {
+		// Forwards from an older page ("newer →").
+		if !validID(after) {
+			s.pageError(w, r, httpx.Errorf(store.ErrInvalid, "after %q is not a message id", clip(after)))
+			return
+		}
+		var more bool
+		if msgs, more, err = s.d.Store.ConversationMessagesAfter(id, limit, after); err != nil {
+			s.pageError(w, r, err)
+			return
+		}
+		latest = !more
+		if len(msgs) > 0 {
+			older = msgs[0].ID
+		}
+	} else if msgs, older, err = s.d.Store.ConversationMessages(id, limit, before); err != nil {
 		s.pageError(w, r, err)
 		return
 	}
 	d := threadData{
 		Title: displayName(conv), Page: "thread", Conv: conv, Older: older,
-		Latest: before == "" || (len(msgs) > 0 && msgs[len(msgs)-1].ID == conv.LastMessageID),
+		Latest: latest || (len(msgs) > 0 && msgs[len(msgs)-1].ID == conv.LastMessageID),
+	}
+	if !d.Latest && len(msgs) > 0 {
+		d.Newer = msgs[len(msgs)-1].ID
 	}
 	if d.Msgs, err = s.renderMessages(s.messageViews(msgs, true)); err != nil {
 		s.pageError(w, r, err)
@@ -371,6 +374,8 @@ type msgView struct {
 	Note                               string    // what a system-type message is
 	Sent                               *sentView // what an outbound message carried (sent.go)
 	NextStep                           string    // what an agent can do about a failure
+	ImgW, ImgH                         int       // an image's shown size (0: unknown)
+	ImgAlt                             string    // its alt text: the caption, else the file name
 	Retry                              *retryView
 	SendAtISO, SendAtText              string // a scheduled message's send time
 	// Facts are provider facts shown under the message: a voice note, the
@@ -408,7 +413,7 @@ func newMsgView(m *store.Message) *msgView {
 	v.ShownISO, v.ShownText = shown.UTC().Format(time.RFC3339Nano), fmtTime(shown)
 	switch {
 	case v.Outbound:
-		v.Sender = "to +" + m.To
+		v.Sender = "" // the side says it is ours; the number is the conversation's
 	case m.ContactName != "":
 		v.Sender = m.ContactName
 	default:
@@ -429,7 +434,11 @@ func newMsgView(m *store.Message) *msgView {
 	case store.TypeWelcomeRequest:
 		v.Note = "The customer opened the chat for the first time (welcome request)."
 	case store.TypeUnsupported:
-		v.Note = "A message of a type imchannel does not show."
+		v.Note = "A message of a type imchannel does not show"
+		if t := rawType(m.Raw); t != "" {
+			v.Note += ": " + t
+		}
+		v.Note += "."
 	}
 	if d := m.Delivery; d != nil && d.Attempts > 0 && m.Status != store.StatusFailed {
 		v.Retry = &retryView{Attempts: d.Attempts, LastError: d.LastError,
@@ -437,6 +446,24 @@ func newMsgView(m *store.Message) *msgView {
 	}
 	if m.Status == store.StatusScheduled && m.Outbound != nil && !m.Outbound.SendAt.IsZero() {
 		v.SendAtISO, v.SendAtText = m.Outbound.SendAt.UTC().Format(time.RFC3339Nano), fmtTime(m.Outbound.SendAt)
+	}
+	if md := m.Media; md != nil && md.Width > 0 && md.Height > 0 {
+		v.ImgW, v.ImgH = md.Width, md.Height
+		if v.ImgW > shownImage || v.ImgH > shownImage {
+			if v.ImgW >= v.ImgH {
+				v.ImgW, v.ImgH = shownImage, max(1, md.Height*shownImage/md.Width)
+			} else {
+				v.ImgW, v.ImgH = max(1, md.Width*shownImage/md.Height), shownImage
+			}
+		}
+	}
+	switch {
+	case m.Caption != "":
+		v.ImgAlt = m.Caption
+	case m.Media != nil && m.Media.FileName != "":
+		v.ImgAlt = m.Media.FileName
+	default:
+		v.ImgAlt = "image"
 	}
 	if v.Outbound && m.Status == store.StatusFailed {
 		v.NextStep = nextStep(m.Error)
@@ -490,6 +517,12 @@ func (s *Server) messageViews(msgs []*store.Message, onPage bool) []*msgView {
 			v.Template = m.Outbound.TemplateName
 		}
 		applySent(v, m)
+		if v.Sent != nil && v.Sent.HasTemplate {
+			v.Text = "" // the template's own view shows its name and values
+		}
+		if v.MediaKind == "document" && m.Media != nil && v.Caption == m.Media.FileName {
+			v.Caption = "" // the download link already says the name
+		}
 		out[i] = v
 	}
 	return out
@@ -526,9 +559,9 @@ func mediaKind(m *store.Message) string {
 	case store.TypeImage, store.TypeSticker:
 		if notAnImage(m.Media) {
 			// An <img> of these bytes would be a broken image (a provider's
-			// "link expired" page answered with 200, say): offer them as a
-			// download instead.
-			return "document"
+			// "link expired" page answered with 200, say): the fetch failed
+			// in all but name. Say so, and offer what came as a download.
+			return "notimage"
 		}
 		return "image"
 	case store.TypeVideo, store.TypeAudio, store.TypeDocument:
@@ -753,18 +786,9 @@ func threadURL(convID, before string) string {
 	return u
 }
 
-func listURL(q, cursor string) string {
-	v := url.Values{}
-	if q != "" {
-		v.Set("q", q)
-	}
-	if cursor != "" {
-		v.Set("cursor", cursor)
-	}
-	if len(v) == 0 {
-		return "/"
-	}
-	return "/?" + v.Encode()
+// hitURL opens a message in its thread: the page ending with it.
+func hitURL(convID, msgID string) string {
+	return "/conversations/" + url.PathEscape(convID) + "?at=" + url.QueryEscape(msgID) + "#msg-" + msgID
 }
 
 // sortedStatic lists the static file names (for tests).
@@ -852,4 +876,27 @@ func readableJSON(raw json.RawMessage) string {
 		return string(raw)
 	}
 	return strings.TrimSpace(buf.String())
+}
+
+// rawType is the provider's own name for a message type, read from the
+// raw payload kept for types we do not model ("type" at its top, or in
+// its "message" object).
+func rawType(raw json.RawMessage) string {
+	var p struct {
+		Type    string `json:"type"`
+		Message struct {
+			Type string `json:"type"`
+		} `json:"message"`
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &p) != nil {
+		return ""
+	}
+	t := p.Type
+	if t == "" {
+		t = p.Message.Type
+	}
+	if len(t) > 40 {
+		t = t[:40]
+	}
+	return t
 }

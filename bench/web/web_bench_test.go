@@ -1,5 +1,6 @@
 // Package webbench measures the agents' pages on a large database: the
-// conversation list, a 200-message thread and a number search, with 8
+// conversation list (plain and filtered), a 200-message thread, a number
+// search and message-text search (a rare order number, two common words), with 8
 // agents asking at once over HTTP, against a trivial handler through the
 // same stack (router, Basic auth, loopback HTTP) as the baseline. It also
 // times store.Open on that database.
@@ -137,6 +138,23 @@ func TestWebLatency(t *testing.T) {
 			return "/?q=" + n[len(n)-7:len(n)-1] // six digits from the middle
 		}, `class="conv-list"`},
 		{"API 200 msgs", func(i int) string { return "/api/v1/conversations/" + big[i%len(big)] + "/messages?limit=200" }, `"messages"`},
+		{"unanswered list /?filter=unanswered", func(int) string { return "/?filter=unanswered" }, `id="conv-h"`},
+		{"failed list /?filter=failed", func(int) string { return "/?filter=failed" }, `id="conv-h"`},
+		{"business list /?business=", func(int) string { return "/?business=3130765432" }, `id="conv-h"`},
+		{"API filtered list", func(int) string { return "/api/v1/conversations?filter=unanswered&business=3120123456" }, `"total"`},
+		{"text search: order number", func(i int) string {
+			return "/api/v1/messages?q=" + orderNumber((i*7919)%msgs) + "&limit=50"
+		}, `"total":1`},
+		{"text search: two common words", func(i int) string {
+			return "/api/v1/messages?q=" + words[i%len(words)] + "+" + words[(i+5)%len(words)] + "&limit=50"
+		}, `"total"`},
+		{"search page /?q= words", func(i int) string { return "/?q=parcel+" + orderNumber((i*7919)%msgs) }, `class="hits"`},
+	}
+	for _, f := range []store.ConvQuery{{Filter: store.FilterUnanswered}, {Filter: store.FilterFailed}, {Business: "3130765432"},
+		{Filter: store.FilterUnanswered, Business: "3120123456"}} {
+		p, err := st.FindConversations(f, 1, "")
+		require.NoError(t, err)
+		t.Logf("%+v: %d conversations", f, p.Total)
 	}
 	type result struct {
 		name           string
@@ -241,6 +259,13 @@ var (
 		"refund", "today", "tomorrow", "help", "account", "number", "the", "can", "you", "check", "status", "still"}
 )
 
+// Every orderEvery-th message carries an order number.
+const orderEvery = 40
+
+// orderNumber is the order number of message i (rounded down to one that
+// has one).
+func orderNumber(i int) string { return strconv.Itoa(7_000_000 + i/orderEvery*orderEvery) }
+
 // build writes the database: 1% of conversations are busy (1,000 messages
 // each, or a tenth of the total when that is less), the rest share what is
 // left; messages arrive interleaved across conversations, in time order.
@@ -290,6 +315,10 @@ func build(t *testing.T, path string, msgs, convs int) {
 			text.WriteString(words[rnd.IntN(len(words))])
 			text.WriteByte(' ')
 		}
+		if i%orderEvery == 0 {
+			// An order number: what agents search message text for.
+			text.WriteString("parcel order #" + orderNumber(i))
+		}
 		m := &store.Message{
 			Provider:   store.ProviderInfobip,
 			ExternalID: fmt.Sprintf("wamid.bench.%08d", i),
@@ -300,6 +329,9 @@ func build(t *testing.T, path string, msgs, convs int) {
 			m.Direction, m.From, m.To = store.Outbound, business(c), customer(c)
 			at := base.Add(time.Duration(i) * 6 * time.Second)
 			m.Status = store.StatusSeen
+			if i%97 == 0 {
+				m.Status = store.StatusFailed
+			}
 			m.Timeline = []store.Event{{Status: store.StatusQueued, At: at}, {Status: store.StatusSent, At: at.Add(time.Second)},
 				{Status: store.StatusDelivered, At: at.Add(2 * time.Second), GroupName: "DELIVERED", Name: "DELIVERED_TO_HANDSET"},
 				{Status: store.StatusSeen, At: at.Add(9 * time.Second)}}
@@ -310,6 +342,9 @@ func build(t *testing.T, path string, msgs, convs int) {
 			switch {
 			case n%17 == 5:
 				m.Type, m.Text, m.Caption = store.TypeImage, "", "photo "+strconv.Itoa(n)
+				if i%orderEvery == 0 {
+					m.Caption += " parcel order #" + orderNumber(i)
+				}
 				m.Media = &store.Media{State: store.MediaCached, ContentType: "image/jpeg", Size: 120_000}
 			case n%11 == 4 && n > 0:
 				m.ReplyTo = &store.ReplyRef{ExternalID: fmt.Sprintf("wamid.bench.%08d", i-1)}
@@ -321,6 +356,14 @@ func build(t *testing.T, path string, msgs, convs int) {
 			pending = pending[:0]
 		}
 	}
+	// Every seventh customer writes last, after our last answer: the
+	// unanswered conversations.
+	for c := 0; c < convs; c += 7 {
+		pending = append(pending, &store.Message{Provider: store.ProviderInfobip, ExternalID: fmt.Sprintf("wamid.bench.last.%d", c),
+			Type: store.TypeText, Text: "still waiting for my parcel", Direction: store.Inbound, From: customer(c), To: business(c),
+			ContactName: names[c%len(names)]})
+	}
+	require.NoError(t, st.BulkLoad(ctx, pending))
 	require.NoError(t, st.Close())
 	require.NoError(t, os.Rename(tmp, path))
 }

@@ -108,8 +108,6 @@
       prev = key;
       var li = document.createElement('li');
       li.className = 'day';
-      li.setAttribute('role', 'separator');
-      li.setAttribute('aria-label', dayLabel(d));
       var span = document.createElement('span');
       span.textContent = dayLabel(d);
       li.appendChild(span);
