@@ -7,7 +7,8 @@
 //
 //	WEB_BENCH=1 go test ./bench/web/ -run TestWebLatency -v -timeout 60m
 //
-// WEB_BENCH_MESSAGES and WEB_BENCH_CONVERSATIONS size the database
+// WEB_BENCH_ONLY=text measures only the pages whose name holds "text"
+// (and the baseline). WEB_BENCH_MESSAGES and WEB_BENCH_CONVERSATIONS size the database
 // (default 1,000,000 messages in 10,000 conversations with WEB_BENCH=1; a
 // small database without it, so the harness itself runs in CI). The built
 // file is cached under bench/out/ and reused by later runs.
@@ -166,7 +167,11 @@ func TestWebLatency(t *testing.T) {
 		cpu            time.Duration // process CPU (server and client) per request
 	}
 	var results []result
+	only := os.Getenv("WEB_BENCH_ONLY") // a piece of page names: measure those (and the baseline) only
 	for _, p := range pages {
+		if only != "" && p.name != pages[0].name && !strings.Contains(p.name, only) {
+			continue
+		}
 		// Warm up once (first page faults, template buffers).
 		get(t, client, srv.URL+p.url(0), p.want)
 		lat := make([][]time.Duration, agents)
