@@ -30,6 +30,7 @@ func Check(db *bolt.DB) []string {
 		checkMediaInvariants(tx, add)
 		checkOutboxInvariants(tx, add)
 		checkQuarantine(tx, add)
+		checkEvents(tx, add)
 		return nil
 	})
 	if err != nil {

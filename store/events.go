@@ -490,3 +490,37 @@ func (e *EventRecord) Envelope(msg any) EventEnvelope {
 	}
 	return env
 }
+
+// checkEvents verifies the events log: every key is a sequence the bucket
+// has handed out, every event decodes, and the per-conversation index and
+// the log name each other exactly (erasure relies on the index).
+func checkEvents(tx *bolt.Tx, add addFunc) {
+	events := tx.Bucket(bucketEvents)
+	idx := tx.Bucket(bucketEventConv)
+	last := events.Sequence()
+	_ = events.ForEach(func(k, v []byte) error {
+		if len(k) != 8 {
+			add("event key %x is not a sequence", k)
+			return nil
+		}
+		seq := binary.BigEndian.Uint64(k)
+		if seq > last {
+			add("event %d is beyond the log's sequence %d", seq, last)
+		}
+		var rec EventRecord
+		if err := decode(v, &rec); err != nil {
+			add("event %d: %v", seq, err)
+			return nil
+		}
+		if rec.ConversationID != "" && idx.Get(append([]byte(rec.ConversationID), k...)) == nil {
+			add("event %d: no event_conv entry for conversation %s", seq, rec.ConversationID)
+		}
+		return nil
+	})
+	_ = idx.ForEach(func(k, _ []byte) error {
+		if len(k) < 8 || events.Get(k[len(k)-8:]) == nil {
+			add("event_conv entry %q names no event", k)
+		}
+		return nil
+	})
+}

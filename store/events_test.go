@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 // eventTypes reads the whole log and answers each event's type and message.
@@ -217,4 +218,23 @@ func TestEventsChangedWakesReaders(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("not woken by an append")
 	}
+}
+
+// Check notices an index entry without its event and an event without its
+// index entry.
+func TestCheckEvents(t *testing.T) {
+	s := openTemp(t, Options{})
+	r := saveOne(t, s, inbound("a", customer, "x"))
+	requireClean(t, s)
+	require.NoError(t, s.db.Update(func(tx *bolt.Tx) error {
+		idx := tx.Bucket(bucketEventConv)
+		if err := idx.Delete(append([]byte(r.ConversationID), seqKey(1)...)); err != nil {
+			return err
+		}
+		return idx.Put(append([]byte(r.ConversationID), seqKey(7)...), []byte{})
+	}))
+	problems := s.Check()
+	require.Len(t, problems, 2, "%v", problems)
+	require.Contains(t, problems[0], "no event_conv entry")
+	require.Contains(t, problems[1], "names no event")
 }
