@@ -32,6 +32,9 @@ const (
 	secScenario  = "scenario-key-0e4f9d"
 	secWrong     = "wrong-guess-a0b1c2"
 	secQuery     = "query-secret-55aa66"
+	secRelayPass = "relay-pw-7c3e11"
+	secRelayHMAC = "relay-hmac-2d8b90"
+	secRelayURL  = "relay-url-pw-4f6a02"
 )
 
 // TestOpsNoSecretsInLogs runs the whole service in-process (Run "serve"
@@ -54,6 +57,16 @@ func opsSecretsRun(t *testing.T, format string) {
 		_, _ = io.WriteString(w, `{"messages":[{"messageId":"p-1","status":{"groupName":"PENDING"}}]}`)
 	}))
 	defer provider.Close()
+	// A relay target that is down: its failures are logged, its
+	// credentials (config and URL) must not be.
+	var relayHits atomic.Int64
+	relayTarget := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		relayHits.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer relayTarget.Close()
+	relayURL := strings.Replace(relayTarget.URL, "http://", "http://ct:"+secRelayURL+"@", 1) + "/imchanne/message"
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "imchannel.toml")
 	cfg := fmt.Sprintf(`addr = "127.0.0.1:0"
@@ -83,8 +96,14 @@ default_number = "1234"
 check_window = false
 [media]
 allow_private_hosts = true
+[[relay]]
+url = %q
+basic_user = "ct"
+basic_password = %q
+hmac_secret = %q
+max_backoff = "50ms"
 `, filepath.Join(dir, "imchannel.db"), format, secInbound, secBearer, secAppKey, secAppSecret, secAgent,
-		provider.URL+"/omni/1/advanced", secProvider, secProduct, secScenario)
+		provider.URL+"/omni/1/advanced", secProvider, secProduct, secScenario, relayURL, secRelayPass, secRelayHMAC)
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 
 	logs := &opsBuffer{}
@@ -148,6 +167,7 @@ allow_private_hosts = true
 	send("GET", "/no/such/"+secQuery, nil, nil)
 	// Let the dispatcher talk to the provider with its credentials.
 	require.Eventually(t, func() bool { return provHits.Load() > 0 }, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return relayHits.Load() > 1 }, 20*time.Second, 10*time.Millisecond, "the relay never retried")
 
 	cancel()
 	select {
@@ -159,9 +179,10 @@ allow_private_hosts = true
 
 	out := logs.String()
 	require.Contains(t, out, "stopped cleanly")
+	require.Contains(t, out, "relay post failed", "the relay's failures are logged (without its credentials)")
 	secrets := []string{secInbound, secBearer, secAppKey, secAppSecret, secAgent, secProvider, secProduct,
-		secWrong, secQuery, issued.AccessToken}
-	for _, pair := range []string{"ctlive:" + secInbound, "alice:" + secAgent, "u:" + secProvider, "ctlive:" + secWrong} {
+		secWrong, secQuery, issued.AccessToken, secRelayPass, secRelayHMAC, secRelayURL}
+	for _, pair := range []string{"ctlive:" + secInbound, "alice:" + secAgent, "u:" + secProvider, "ctlive:" + secWrong, "ct:" + secRelayPass} {
 		secrets = append(secrets, base64.StdEncoding.EncodeToString([]byte(pair)))
 	}
 	for _, s := range secrets {

@@ -58,6 +58,8 @@ func (w *worker) run(ctx context.Context) {
 			return
 		}
 	}
+	w.log.Info("relay target started", "format", w.cfg.Format, "cursor", w.state.Cursor,
+		"delivered", w.state.Delivered, "quarantined", w.state.Quarantined)
 	// A restart resumes the backoff where it was, so a restart loop cannot
 	// hammer a target that is down.
 	if wait := w.state.NextAttempt.Sub(w.r.d.Store.Now()); wait > 0 {
