@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,4 +90,40 @@ func TestOpsPackageManifest(t *testing.T) {
 		require.NoError(t, err, k)
 		require.NotZero(t, fi.Mode()&0o100, "%s is executable", k)
 	}
+}
+
+// Every shell script the repository runs parses: a broken .ci/run (a
+// misplaced edit once left an unclosed backquote) fails every CI run
+// before a single test, and a broken maintainer script fails the install.
+// /bin/sh scripts are parsed by dash where it is installed, as Debian
+// runs them.
+func TestOpsShellScriptsParse(t *testing.T) {
+	out, err := exec.Command("git", "ls-files").Output()
+	if err != nil {
+		t.Skipf("git ls-files: %v", err)
+	}
+	var n int
+	for _, f := range strings.Fields(string(out)) {
+		raw, err := os.ReadFile(f)
+		if err != nil || !bytes.HasPrefix(raw, []byte("#!")) {
+			continue
+		}
+		first, _, _ := bytes.Cut(raw, []byte("\n"))
+		shell := ""
+		switch {
+		case bytes.HasSuffix(first, []byte("bash")):
+			shell = "bash"
+		case bytes.HasSuffix(first, []byte("/sh")):
+			shell = "sh"
+			if _, err := exec.LookPath("dash"); err == nil {
+				shell = "dash"
+			}
+		default:
+			continue
+		}
+		n++
+		msg, err := exec.Command(shell, "-n", f).CombinedOutput()
+		require.NoError(t, err, "%s -n %s: %s", shell, f, msg)
+	}
+	require.GreaterOrEqual(t, n, 5, "found the scripts (.ci/run, scripts/, packaging/scripts/)")
 }
