@@ -33,9 +33,9 @@ func (a *app) purgeOnce(ctx context.Context, log *slog.Logger) {
 		}
 		return
 	}
-	if res.Messages > 0 || res.Pending > 0 {
+	if res.Messages > 0 || res.Pending > 0 || res.Quarantine > 0 {
 		log.Info("retention purge", "cutoff", cutoff.UTC().Format(time.RFC3339), "messages", res.Messages,
-			"pending", res.Pending, "ms", time.Since(start).Milliseconds())
+			"pending", res.Pending, "quarantine", res.Quarantine, "ms", time.Since(start).Milliseconds())
 	}
 	// Hosted media a crash left without its message (older files; new ones
 	// are stored with it in one transaction).

@@ -377,6 +377,9 @@ func (s *Store) EraseNumber(ctx context.Context, number string) (int, error) {
 		if err := t.dropPendingFrom(n); err != nil {
 			return err
 		}
+		if _, err := t.dropQuarantineMentioning(n); err != nil {
+			return err
+		}
 		if err := t.eraseEvents(convIDs, s.NumberHMAC(n)); err != nil {
 			return err
 		}

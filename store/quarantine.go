@@ -185,3 +185,108 @@ func checkQuarantine(tx *bolt.Tx, add addFunc) {
 		return nil
 	})
 }
+
+// dropQuarantineMentioning removes quarantined items whose raw JSON holds
+// the customer's number as a run of digits: an erasure covers what could
+// not be understood too. A number written with spaces or dashes inside is
+// not recognised.
+func (t *Tx) dropQuarantineMentioning(digits string) (int, error) {
+	if digits == "" {
+		return 0, nil
+	}
+	qb, hb := t.tx.Bucket(bucketQuarantine), t.tx.Bucket(bucketQuarantineHash)
+	var ids [][]byte
+	var hashes [][]byte
+	err := qb.ForEach(func(k, v []byte) error {
+		var q Quarantined
+		if decode(v, &q) != nil || !containsNumber(q.Raw, digits) {
+			return nil
+		}
+		ids = append(ids, append([]byte(nil), k...))
+		if sum, err := hex.DecodeString(q.Hash); err == nil {
+			hashes = append(hashes, sum)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range ids {
+		if err := qb.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	for _, h := range hashes {
+		if err := hb.Delete(h); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+// containsNumber reports whether a run of digits in raw is the number
+// digits (compared as numbers are: 0031…, +31… and 31… are one).
+func containsNumber(raw []byte, digits string) bool {
+	isDigit := func(c byte) bool { return c >= '0' && c <= '9' }
+	for i := 0; i < len(raw); {
+		if !isDigit(raw[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(raw) && isDigit(raw[j]) {
+			j++
+		}
+		if j-i >= len(digits) && NormalizeNumber(string(raw[i:j])) == digits {
+			return true
+		}
+		i = j
+	}
+	return false
+}
+
+// purgeQuarantine removes quarantined items last seen before cutoff, in
+// transactions of at most EraseBatch items.
+func (s *Store) purgeQuarantine(ctx context.Context, cutoff time.Time) (int, error) {
+	total := 0
+	for {
+		n := 0
+		err := s.Update(ctx, func(t *Tx) error {
+			n = 0
+			qb, hb := t.tx.Bucket(bucketQuarantine), t.tx.Bucket(bucketQuarantineHash)
+			var del []Quarantined
+			err := qb.ForEach(func(k, v []byte) error {
+				if len(del) == EraseBatch {
+					return nil
+				}
+				var q Quarantined
+				if decode(v, &q) == nil && q.LastAt.Before(cutoff) {
+					del = append(del, q)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, q := range del {
+				if err := qb.Delete([]byte(q.ID)); err != nil {
+					return err
+				}
+				if sum, err := hex.DecodeString(q.Hash); err == nil {
+					if err := hb.Delete(sum); err != nil {
+						return err
+					}
+				}
+			}
+			n = len(del)
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < EraseBatch {
+			return total, nil
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -36,4 +37,37 @@ func TestQuarantineDedupeAndList(t *testing.T) {
 
 	_, err = s.QuarantineItems(ctx, []Quarantined{{Route: "/x", Raw: json.RawMessage(`{}`)}})
 	require.ErrorIs(t, err, ErrInvalid, "a reason is required")
+}
+
+// Erasing a customer removes the quarantined items holding their number
+// (not one holding a longer number that contains it); retention drops
+// items last seen before its cutoff.
+func TestQuarantineErasureAndRetention(t *testing.T) {
+	s := openTemp(t, Options{})
+	ctx := context.Background()
+	q := func(raw string) Quarantined {
+		return Quarantined{Provider: ProviderCM, Route: "/webhooks/cm", Reason: "r", Raw: json.RawMessage(raw)}
+	}
+	_, err := s.QuarantineItems(ctx, []Quarantined{
+		q(`{"from":{"number":"+31612345678"},"text":"mine"}`),
+		q(`{"from":{"number":"0031612345678"}}`),
+		q(`{"from":{"number":"316123456789"}}`),
+		q(`{"from":{"number":"31699999999"}}`),
+	})
+	require.NoError(t, err)
+	_, err = s.EraseNumber(ctx, "+31 6 12345678")
+	require.NoError(t, err)
+	items, _, err := s.Quarantine(10, "")
+	require.NoError(t, err)
+	require.Len(t, items, 2)
+	for _, it := range items {
+		require.NotContains(t, []string{`{"from":{"number":"+31612345678"},"text":"mine"}`, `{"from":{"number":"0031612345678"}}`}, string(it.Raw))
+	}
+	require.Empty(t, s.Check())
+
+	res, err := s.PurgeBefore(ctx, time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Quarantine)
+	require.Zero(t, s.QuarantineCount())
+	require.Empty(t, s.Check())
 }

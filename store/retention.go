@@ -11,6 +11,8 @@ import (
 type PurgeResult struct {
 	Messages int // messages removed (with their media, index and outbox entries)
 	Pending  int // parked reports, reactions and replies older than the cutoff
+	// Quarantine counts quarantined items last seen before the cutoff.
+	Quarantine int
 }
 
 // idTime is the time inside a ULID key; ok is false for anything else.
@@ -93,6 +95,10 @@ func (s *Store) PurgeBefore(ctx context.Context, cutoff time.Time) (PurgeResult,
 	}
 	n, err := s.purgePending(ctx, cutoff)
 	res.Pending = n
+	if err != nil {
+		return res, err
+	}
+	res.Quarantine, err = s.purgeQuarantine(ctx, cutoff)
 	return res, err
 }
 

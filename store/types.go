@@ -209,6 +209,8 @@ type Event struct {
 	Price  *Price `json:"price,omitempty"`
 	// Note says what was repaired (an unreadable time replaced).
 	Note string `json:"note,omitempty"`
+	// ProviderData keeps the report's fields not mapped above, raw.
+	ProviderData json.RawMessage `json:"providerData,omitempty"`
 }
 
 // Message is one message of a conversation, in either direction. The JSON
@@ -373,6 +375,8 @@ type Report struct {
 	Action      string    `json:"action,omitempty"`
 	Price       *Price    `json:"price,omitempty"`
 	Note        string    `json:"note,omitempty"`
+	// ProviderData: the report's fields not mapped, raw.
+	ProviderData json.RawMessage `json:"providerData,omitempty"`
 	// Untimed marks a report that carried no time of its own.
 	Untimed bool `json:"untimed,omitempty"`
 	// IgnoreUnknown: a report naming no stored message is dropped, not
@@ -384,5 +388,6 @@ type Report struct {
 // Event returns the timeline entry the report becomes.
 func (r Report) Event() Event {
 	return Event{Status: r.Status, At: r.At.UTC(), GroupName: r.GroupName, Name: r.Name,
-		Description: r.Description, Reason: r.Reason, Action: r.Action, Price: r.Price, Note: r.Note}
+		Description: r.Description, Reason: r.Reason, Action: r.Action, Price: r.Price, Note: r.Note,
+		ProviderData: r.ProviderData}
 }

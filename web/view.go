@@ -110,6 +110,8 @@ type TimelineJSON struct {
 	Action      string       `json:"action,omitempty"`
 	Price       *store.Price `json:"price,omitempty"`
 	Note        string       `json:"note,omitempty"`
+	// ProviderData: the report's provider fields not mapped, raw.
+	ProviderData json.RawMessage `json:"providerData,omitempty"`
 }
 
 // messageJSON maps a stored message (media already joined by the store) to
@@ -149,7 +151,8 @@ func messageJSON(m *store.Message) MessageJSON {
 	}
 	for _, e := range m.Timeline {
 		v.Timeline = append(v.Timeline, TimelineJSON{Status: e.Status, At: e.At.UTC(), GroupName: e.GroupName,
-			Name: e.Name, Description: e.Description, Reason: e.Reason, Action: e.Action, Price: e.Price, Note: e.Note})
+			Name: e.Name, Description: e.Description, Reason: e.Reason, Action: e.Action, Price: e.Price, Note: e.Note,
+			ProviderData: e.ProviderData})
 	}
 	return v
 }

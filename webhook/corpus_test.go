@@ -193,7 +193,7 @@ var corpusChecks = map[string]func(t *testing.T, e *testEnv){
 		require.Equal(t, &store.Referral{SourceType: "AD", SourceID: "120208001", SourceURL: "https://fb.me/ad-120208001",
 			Headline: "Spring sale", Body: "20% off all plans", MediaType: "image", MediaURL: "https://scontent.example/ad.jpg",
 			CtwaClickID: "ARAkLkA8rmlFeiCktEJQ"}, m.Referral)
-		require.Empty(t, m.ProviderData, "everything in it is mapped")
+		require.JSONEq(t, `{"price":{"pricePerMessage":0,"currency":"EUR"}}`, string(m.ProviderData), "everything else in it is mapped")
 	},
 	"infobip/text_referred_product.json": func(t *testing.T, e *testEnv) {
 		require.Equal(t, &store.ReferredProduct{CatalogID: "cat-1234", ProductRetailerID: "sku-991"}, e.inbound(t).ReferredProduct)
@@ -227,15 +227,27 @@ var corpusChecks = map[string]func(t *testing.T, e *testEnv){
 		require.Equal(t, &store.Price{PricePerMessage: 0.0147, Currency: "USD"}, ev.Price)
 	},
 	"infobip/text_keyword.json": func(t *testing.T, e *testEnv) {
-		require.JSONEq(t, `{"keyword":"JOIN"}`, string(e.inbound(t).ProviderData))
+		require.JSONEq(t, `{"keyword":"JOIN","price":{"pricePerMessage":0,"currency":"EUR"}}`, string(e.inbound(t).ProviderData))
 	},
 	"infobip/text_entity_application.json": func(t *testing.T, e *testEnv) {
-		require.JSONEq(t, `{"applicationId":"support-app","entityId":"shop-eu"}`, string(e.inbound(t).ProviderData))
+		require.JSONEq(t, `{"applicationId":"support-app","entityId":"shop-eu","price":{"pricePerMessage":0,"currency":"EUR"}}`, string(e.inbound(t).ProviderData))
 	},
 	"infobip/text_context_group.json": func(t *testing.T, e *testEnv) {
-		require.JSONEq(t, `{"message":{"context":{"groupId":"group-1"}}}`, string(e.inbound(t).ProviderData))
+		require.JSONEq(t, `{"message":{"context":{"groupId":"group-1"}},"price":{"pricePerMessage":0,"currency":"EUR"}}`, string(e.inbound(t).ProviderData))
 	},
-	"infobip/text.json": func(t *testing.T, e *testEnv) {
+	"infobip/text_price_nonzero.json": func(t *testing.T, e *testEnv) {
+		require.JSONEq(t, `{"price":{"pricePerMessage":0.0065,"currency":"EUR"}}`, string(e.inbound(t).ProviderData),
+			"a field of another kind of result is kept, not dropped")
+	},
+	"infobip/dlr_delivered.json": func(t *testing.T, e *testEnv) {
+		ev := findEvent(t, e.byExternalID(t, "corpus-out-1"), store.StatusDelivered)
+		require.JSONEq(t, `{"bulkId":"bulk-1","messageCount":1}`, string(ev.ProviderData))
+	},
+	"infobip/seen_fuller.json": func(t *testing.T, e *testEnv) {
+		ev := findEvent(t, e.byExternalID(t, "corpus-out-1"), store.StatusSeen)
+		require.JSONEq(t, `{"applicationId":"support-app","entityId":"shop-eu"}`, string(ev.ProviderData))
+	},
+	"infobip/text_minimal_seed.json": func(t *testing.T, e *testEnv) {
 		require.Empty(t, e.inbound(t).ProviderData, "a fully mapped result adds nothing")
 	},
 	"infobip/voice.json": func(t *testing.T, e *testEnv) {

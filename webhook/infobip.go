@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -164,28 +163,82 @@ type ibError struct {
 	Permanent   bool   `json:"permanent"`
 }
 
-// ibKnown is every field the handler maps (ibResult's, but bulkId only
-// when empty, which isEmptyJSON already skips). integrationType and channel
-// name WhatsApp, which the route already says.
-var ibKnown = keys{
-	"from": nil, "to": nil, "integrationType": nil, "receivedAt": nil, "messageId": nil,
-	"pairedMessageId": nil, "contact": keys{"name": nil},
-	"identity": keys{"acknowledged": nil, "hash": nil, "createdAt": nil},
-	"status":   keys{"groupId": nil, "groupName": nil, "id": nil, "name": nil, "description": nil, "action": nil},
-	"error":    keys{"groupId": nil, "groupName": nil, "id": nil, "name": nil, "description": nil, "permanent": nil},
-	"price":    keys{"pricePerMessage": nil, "currency": nil},
-	"sentAt":   nil, "doneAt": nil, "seenAt": nil, "channel": nil,
-	"message": keys{
-		"type": nil, "text": nil, "caption": nil, "url": nil, "latitude": nil, "longitude": nil,
-		"name": nil, "address": nil, "contacts": nil, "payload": nil, "id": nil, "title": nil,
-		"description": nil, "response": nil, "catalogId": nil, "productItems": nil, "emoji": nil,
-		"action": nil, "messageId": nil, "malware": nil,
-		"context": keys{"id": nil, "from": nil, "referredProduct": keys{"catalogId": nil, "productRetailerId": nil}},
-		"referral": keys{"sourceType": nil, "sourceId": nil, "sourceUrl": nil, "headline": nil, "body": nil,
-			"ctwaClickId": nil, "referralMedia": keys{"type": nil, "url": nil, "thumbnailUrl": nil}},
-		"referenceId": nil, "paymentId": nil, "status": nil, "currency": nil, "totalAmount": nil,
-		"transactionId": nil, "transactionType": nil,
-	},
+// ibKnownMessage, ibKnownDLR and ibKnownSeen are the fields the handler
+// maps for each kind of result; whatever else a result carries is kept as
+// providerData (on the message, or on the report's timeline event).
+// integrationType and channel name WhatsApp, which the route already says;
+// a report's to and from name the message's own numbers.
+var (
+	ibKnownMessage = keys{
+		"from": nil, "to": nil, "integrationType": nil, "receivedAt": nil, "messageId": nil,
+		"pairedMessageId": nil, "contact": keys{"name": nil},
+		"identity": keys{"acknowledged": nil, "hash": nil, "createdAt": nil},
+		"message": keys{
+			"type": nil, "text": nil, "caption": nil, "url": nil, "latitude": nil, "longitude": nil,
+			"name": nil, "address": nil, "contacts": nil, "payload": nil, "id": nil, "title": nil,
+			"description": nil, "response": nil, "catalogId": nil, "productItems": nil, "emoji": nil,
+			"action": nil, "messageId": nil, "malware": nil,
+			"context": keys{"id": nil, "from": nil, "referredProduct": keys{"catalogId": nil, "productRetailerId": nil}},
+			"referral": keys{"sourceType": nil, "sourceId": nil, "sourceUrl": nil, "headline": nil, "body": nil,
+				"ctwaClickId": nil, "referralMedia": keys{"type": nil, "url": nil, "thumbnailUrl": nil}},
+			"referenceId": nil, "paymentId": nil, "status": nil, "currency": nil, "totalAmount": nil,
+			"transactionId": nil, "transactionType": nil,
+		},
+	}
+	ibKnownDLR = keys{
+		"messageId": nil, "to": nil, "channel": nil, "integrationType": nil, "sentAt": nil, "doneAt": nil,
+		"status": keys{"groupId": nil, "groupName": nil, "id": nil, "name": nil, "description": nil, "action": nil},
+		"error":  keys{"groupId": nil, "groupName": nil, "id": nil, "name": nil, "description": nil, "permanent": nil},
+		"price":  keys{"pricePerMessage": nil, "currency": nil},
+	}
+	ibKnownSeen = keys{"messageId": nil, "to": nil, "from": nil, "sentAt": nil, "seenAt": nil, "channel": nil, "integrationType": nil}
+	// ibKnown is all three: what a result may carry and still take the one
+	// typed decode (a field of another kind is caught by misplaced).
+	ibKnown = mergeKeys(ibKnownMessage, ibKnownDLR, ibKnownSeen)
+)
+
+func mergeKeys(trees ...keys) keys {
+	out := keys{}
+	for _, t := range trees {
+		for k, v := range t {
+			if prev, ok := out[k]; ok && prev != nil && v != nil {
+				out[k] = mergeKeys(prev, v)
+			} else if !ok {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+// misplaced reports whether a typed result carries a field its kind does
+// not map (a price on an inbound message, a contact on a report): such a
+// result keeps it through the slow path.
+func misplaced(res *ibResult) bool {
+	notWA := func(s string) bool { return s != "" && !strings.EqualFold(s, "WHATSAPP") }
+	switch {
+	case res.Message != nil:
+		return res.Status != nil || res.Error != nil || res.Price != nil || res.SentAt != "" || res.DoneAt != "" ||
+			res.SeenAt != nil || res.BulkID != "" || notWA(res.Channel) || notWA(res.IntegrationType)
+	case res.Status != nil:
+		return res.From != "" || res.ReceivedAt != "" || res.PairedMessageID != "" || res.Contact != nil ||
+			res.Identity != nil || res.SeenAt != nil || res.BulkID != "" || notWA(res.Channel) || notWA(res.IntegrationType)
+	case res.SeenAt != nil:
+		return res.Error != nil || res.Price != nil || res.DoneAt != "" || res.BulkID != "" || res.ReceivedAt != "" ||
+			res.PairedMessageID != "" || res.Contact != nil || res.Identity != nil || notWA(res.Channel) || notWA(res.IntegrationType)
+	}
+	return false
+}
+
+// knownFor is the key tree of a result's kind.
+func knownFor(res *ibResult) keys {
+	switch {
+	case res.Message != nil:
+		return ibKnownMessage
+	case res.Status != nil:
+		return ibKnownDLR
+	}
+	return ibKnownSeen
 }
 
 // ---- the handler ----
@@ -247,27 +300,20 @@ func parseInfobip(body []byte, arrival time.Time) (*infobipBatch, error) {
 		return nil, httpx.Errorf(store.ErrInvalid, "body is not valid UTF-8")
 	}
 	var post ibPost
-	err := decodeKnown(body, &post)
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		// Seed 000's own examples carry trailing commas.
-		if fixed, ok := httpx.WithoutTrailingCommas(body); ok {
-			post = ibPost{}
-			if err2 := decodeKnown(fixed, &post); !errors.As(err2, &se) {
-				body, err = fixed, err2
-			}
-		}
-	}
+	// Seed 000's own examples carry trailing commas.
+	body, err := httpx.DecodeTolerant(body, func(b []byte) error { return json.Unmarshal(b, &post) })
 	if err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errTrailing) {
-			return nil, httpx.JSONError(err)
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return parseInfobipSlow(body, arrival)
 		}
-		return parseInfobipSlow(body, arrival)
+		return nil, httpx.JSONError(err)
 	}
 	if post.Results == nil {
 		return nil, httpx.Errorf(store.ErrInvalid, "results is missing: expected {\"results\": [...]}")
 	}
+	var buf [8]bool // most posts carry one result
+	unknown, scanned := scanUnknown(body, ibKnown, buf[:0])
 	b := &infobipBatch{}
 	var raws []json.RawMessage // split only when a result is kept raw
 	rawOf := func(i int) json.RawMessage {
@@ -284,29 +330,12 @@ func parseInfobip(body []byte, arrival time.Time) (*infobipBatch, error) {
 	for i := range *post.Results {
 		res := &(*post.Results)[i]
 		var data json.RawMessage
-		if res.BulkID != "" {
-			data = mergeData(nil, "bulkId", res.BulkID)
+		if !scanned || i >= len(unknown) || unknown[i] || misplaced(res) {
+			data = unmapped(rawOf(i), knownFor(res))
 		}
 		b.add(i, res, data, arrival, rawOf)
 	}
 	return b, nil
-}
-
-// errTrailing marks data after the top-level value.
-var errTrailing = errors.New("malformed JSON: unexpected data after the top-level value")
-
-// decodeKnown decodes b into v refusing fields v does not declare, so a
-// post that decodes here needs no providerData.
-func decodeKnown(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errTrailing
-	}
-	return nil
 }
 
 // parseInfobipSlow handles a post with fields the handler does not map, or
@@ -336,7 +365,7 @@ func parseInfobipSlow(body []byte, arrival time.Time) (*infobipBatch, error) {
 			b.quarantineRaw(raw, decodeReason(i, err))
 			continue
 		}
-		b.add(i, &res, unmapped(raw, ibKnown), arrival, func(int) json.RawMessage { return raw })
+		b.add(i, &res, unmapped(raw, knownFor(&res)), arrival, func(int) json.RawMessage { return raw })
 	}
 	return b, nil
 }
@@ -379,6 +408,7 @@ func (b *infobipBatch) add(i int, res *ibResult, data json.RawMessage, arrival t
 			b.quarantineRaw(rawOf(i), err.Error())
 			return
 		}
+		rep.ProviderData = data
 		b.reports = append(b.reports, rep)
 	case res.SeenAt != nil:
 		rep, err := seenReport(i, res, arrival)
@@ -386,6 +416,7 @@ func (b *infobipBatch) add(i int, res *ibResult, data json.RawMessage, arrival t
 			b.quarantineRaw(rawOf(i), err.Error())
 			return
 		}
+		rep.ProviderData = data
 		b.reports = append(b.reports, rep)
 	default:
 		b.quarantineRaw(rawOf(i), fmt.Sprintf("results[%d]: cannot tell what it is: an inbound message has \"message\", a delivery report \"status\", a seen report \"seenAt\"", i))

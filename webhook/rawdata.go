@@ -68,20 +68,6 @@ func marshalSorted(m map[string]json.RawMessage) json.RawMessage {
 	return b.Bytes()
 }
 
-// mergeData adds key → value to a providerData object (nil for none).
-func mergeData(data json.RawMessage, key string, value any) json.RawMessage {
-	m := map[string]json.RawMessage{}
-	if len(data) > 0 {
-		_ = json.Unmarshal(data, &m)
-	}
-	v, err := json.Marshal(value)
-	if err != nil {
-		return data
-	}
-	m[key] = v
-	return marshalSorted(m)
-}
-
 // isEmptyJSON reports whether a value carries nothing: absent, null, "",
 // {} or [].
 func isEmptyJSON(raw json.RawMessage) bool {
