@@ -31,6 +31,7 @@ func Check(db *bolt.DB) []string {
 		checkOutboxInvariants(tx, add)
 		checkQuarantine(tx, add)
 		checkEvents(tx, add)
+		checkWords(tx, add)
 		return nil
 	})
 	if err != nil {

@@ -472,3 +472,47 @@ type BusinessCount struct {
 	Number        string
 	Conversations int
 }
+
+// checkWords verifies the text index both ways: every word of every
+// message is there, and every entry names a message that holds that word.
+func checkWords(tx *bolt.Tx, add addFunc) {
+	wb, msgs := tx.Bucket(bucketWords), tx.Bucket(bucketMessages)
+	n := 0
+	_ = msgs.ForEach(func(k, v []byte) error {
+		var m Message
+		if decode(v, &m) != nil {
+			return nil // checkMessages reports it
+		}
+		id, err := ulid.ParseStrict(m.ID)
+		if err != nil {
+			return nil
+		}
+		for _, tok := range messageTokens(&m) {
+			if wb.Get(wordKey(tok, id)) == nil {
+				add("msg_words: message %s lacks word %q", m.ID, tok)
+			} else {
+				n++
+			}
+		}
+		return nil
+	})
+	if total := wb.Stats().KeyN; total != n {
+		// More entries than the messages' words found: some entry names a
+		// message that is gone or no longer holds that word.
+		_ = wb.ForEach(func(k, _ []byte) error {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 || len(k) != i+17 {
+				add("msg_words: malformed key %q", k)
+				return nil
+			}
+			var id ulid.ULID
+			copy(id[:], k[i+1:])
+			v := msgs.Get([]byte(id.String()))
+			var m Message
+			if v == nil || decode(v, &m) != nil || !slices.Contains(messageTokens(&m), string(k[:i])) {
+				add("msg_words: %q names message %s, which does not hold it", k[:i], id)
+			}
+			return nil
+		})
+	}
+}

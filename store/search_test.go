@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 )
 
 func searchIDs(t *testing.T, s *Store, q string, limit int, cursor string) ([]string, MessagePage) {
@@ -196,4 +198,21 @@ func TestQuoteAcrossProviders(t *testing.T) {
 	other.ReplyTo = &ReplyRef{ExternalID: "cm-ref-1"}
 	o := saveOne(t, s, other)
 	require.Empty(t, mustMessage(t, s, o.MessageID).ReplyTo.ID)
+}
+
+// check finds a text index out of step with the messages, both ways.
+func TestCheckFindsTheTextIndexOutOfStep(t *testing.T) {
+	s := openTemp(t, Options{})
+	r := saveOne(t, s, inbound("c1", customer, "parcel 4711"))
+	require.Empty(t, s.Check())
+	require.NoError(t, s.db.Update(func(tx *bolt.Tx) error {
+		id, err := ulid.ParseStrict(r.MessageID)
+		require.NoError(t, err)
+		b := tx.Bucket(bucketWords)
+		require.NoError(t, b.Delete(wordKey("4711", id)))
+		return b.Put(wordKey("stale", id), []byte{})
+	}))
+	problems := s.Check()
+	require.Contains(t, problems, fmt.Sprintf("msg_words: message %s lacks word %q", r.MessageID, "4711"))
+	require.Contains(t, problems, fmt.Sprintf("msg_words: %q names message %s, which does not hold it", "stale", r.MessageID))
 }
