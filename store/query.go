@@ -49,7 +49,9 @@ func (r readTx) message(id string) (*Message, error) {
 
 // joinDelivery adds the outbox's state to an outbound message it holds.
 func (r readTx) joinDelivery(m *Message) {
-	if m.Direction != Outbound {
+	// Only a queued or scheduled message can be in the outbox: sending,
+	// failing and deleting all take it out (and a thread page reads 200).
+	if m.Direction != Outbound || (m.Status != StatusQueued && m.Status != StatusScheduled) {
 		return
 	}
 	b := r.tx.Bucket(bucketOutboxState)
