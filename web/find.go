@@ -238,20 +238,19 @@ func (s *Server) hits(p store.MessagePage) []msgHit {
 func snippet(text string, toks []string) string {
 	text = strings.Join(strings.Fields(text), " ")
 	r := []rune(text)
-	const max = 160
-	if len(r) <= max {
+	const long = 160
+	if len(r) <= long {
 		return text
 	}
 	first := 0
-	for i, sp := range words.Highlight(text, toks, false) {
+	for _, sp := range words.Highlight(text, toks, false) {
 		if sp.Hit {
 			break
 		}
 		first += len([]rune(sp.Text))
-		_ = i
 	}
-	start := max0(first - 40)
-	end := min(len(r), start+max)
+	start := max(first-40, 0)
+	end := min(len(r), start+long)
 	out := string(r[start:end])
 	if start > 0 {
 		out = "…" + out
@@ -260,13 +259,6 @@ func snippet(text string, toks []string) string {
 		out += "…"
 	}
 	return out
-}
-
-func max0(n int) int {
-	if n < 0 {
-		return 0
-	}
-	return n
 }
 
 // numberSpans marks the digits q matched in a shown number.

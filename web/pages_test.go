@@ -787,3 +787,12 @@ func TestSmallerFixesExportAndTranscript(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, rec.Code)
 	require.Contains(t, rec.Header().Get("Content-Type"), "application/json")
 }
+
+func TestSnippetKeepsTheMatchInView(t *testing.T) {
+	long := strings.Repeat("filler words here ", 30) + "the order 4711 arrived " + strings.Repeat("more text after ", 30)
+	s := snippet(long, []string{"4711"})
+	require.Contains(t, s, "4711")
+	require.True(t, strings.HasPrefix(s, "…") && strings.HasSuffix(s, "…"), s)
+	require.LessOrEqual(t, len([]rune(s)), 162)
+	require.Equal(t, "short text", snippet("short   text", []string{"x"}))
+}
