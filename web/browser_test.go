@@ -347,10 +347,11 @@ allow_private_hosts = true
 		if i > 0 {
 			long.WriteByte(',')
 		}
-		// Over three days, so the thread has day separators.
+		// Over three days up to now (the last one is always today, even
+		// just after midnight), so the thread has day separators.
 		fmt.Fprintf(&long, `{"from":"4917000000001","to":"1234","integrationType":"WHATSAPP","receivedAt":%q,`+
 			`"messageId":"wamid.L%03d","message":{"type":"TEXT","text":"long thread message %03d"},"contact":{"name":"Lena"}}`,
-			ts(time.Duration(i-longN)*17*time.Minute), i, i)
+			ts(time.Duration(i+1-longN)*17*time.Minute), i, i)
 	}
 	long.WriteString(`]}`)
 	c.post("/imchannel/message", "provider", "provider-pass", long.String())
