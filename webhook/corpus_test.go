@@ -287,6 +287,12 @@ var corpusChecks = map[string]func(t *testing.T, e *testEnv){
 		require.Equal(t, store.TypeImage, m.Type)
 		require.Contains(t, string(m.ProviderData), "frequently_forwarded")
 	},
+	"cm/text.json": func(t *testing.T, e *testEnv) {
+		require.Empty(t, e.inbound(t).ProviderData, "empty groupings carry nothing")
+	},
+	"cm/groupings_values.json": func(t *testing.T, e *testEnv) {
+		require.JSONEq(t, `{"groupings":["39373ce0-f4aa-4918-8ff1-3cef7f77b112","messagesApi",""]}`, string(e.inbound(t).ProviderData))
+	},
 	"cm/media_voice.json": func(t *testing.T, e *testEnv) {
 		m := e.inbound(t)
 		require.Equal(t, store.TypeAudio, m.Type)

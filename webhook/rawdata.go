@@ -69,10 +69,23 @@ func marshalSorted(m map[string]json.RawMessage) json.RawMessage {
 }
 
 // isEmptyJSON reports whether a value carries nothing: absent, null, "",
-// {} or [].
+// {}, [], or an array of such (CM's "groupings": ["", "", ""]).
 func isEmptyJSON(raw json.RawMessage) bool {
-	switch string(bytes.TrimSpace(raw)) {
+	t := bytes.TrimSpace(raw)
+	switch string(t) {
 	case "", "null", `""`, "{}", "[]":
+		return true
+	}
+	if len(t) > 0 && t[0] == '[' {
+		var items []json.RawMessage
+		if json.Unmarshal(t, &items) != nil {
+			return false
+		}
+		for _, it := range items {
+			if !isEmptyJSON(it) {
+				return false
+			}
+		}
 		return true
 	}
 	return false
