@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -52,4 +53,26 @@ func TestProviderFactsShown(t *testing.T) {
 	last := tl[len(tl)-1].(map[string]any)
 	require.Equal(t, "check <consent>", last["action"])
 	require.Equal(t, map[string]any{"pricePerMessage": 0.0147, "currency": "USD"}, last["price"])
+}
+
+// Issue 12 item 15: only cached media has a url; failed, too-large and
+// pending media would answer 404 there, so the JSON leaves it out.
+func TestMediaURLOnlyWhenCached(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, state := range []string{store.MediaFailed, store.MediaTooLarge} {
+		m := in("wamid.media-"+state, customer, "")
+		m.Type, m.Text = store.TypeImage, ""
+		m.Media = &store.Media{SourceURL: "https://provider.example/" + state, ContentType: "image/jpeg"}
+		r := e.save(m)[0]
+		got, err := e.st.Message(r.MessageID)
+		require.NoError(t, err)
+		require.NoError(t, e.st.MarkMediaFailed(ctx, got.Media.ID, state, "gone"))
+		var api map[string]any
+		e.getJSON("/api/v1/messages/"+r.MessageID, http.StatusOK, &api)
+		md := api["media"].(map[string]any)
+		require.Equal(t, state, md["state"])
+		require.NotContains(t, md, "url", state)
+		require.Equal(t, "https://provider.example/"+state, md["sourceUrl"])
+	}
 }
