@@ -37,6 +37,8 @@ func exposedNames(t *testing.T) map[string]bool {
 	require.NoError(t, e.postInbound(ctx, client, "a-1", opsCustomerNum1, "one again"))
 	status, _ := e.do(t, http.MethodPost, "/imchannel/message", []byte(`{"results": 7}`), asInbound)
 	require.Equal(t, http.StatusBadRequest, status)
+	status, _ = e.do(t, http.MethodPost, "/imchannel/message", []byte(`{"results": [{"unknown": 1}]}`), asInbound)
+	require.Equal(t, http.StatusOK, status, "quarantined")
 	status, body := e.do(t, http.MethodGet, "/metrics", nil, asAgent)
 	require.Equal(t, http.StatusOK, status)
 
@@ -145,8 +147,8 @@ func TestOpsAlertRules(t *testing.T) {
 	require.Empty(t, unknown, "rules name metrics /metrics does not expose")
 	sort.Strings(alerts)
 	require.Equal(t, []string{"ImchannelBackupTooOld", "ImchannelDatabaseGrowing", "ImchannelDown",
-		"ImchannelMediaFetchFailures", "ImchannelOutboxStuck", "ImchannelSendsFailing", "ImchannelUnhealthy",
-		"ImchannelWebhookRejectionsRising"}, alerts)
+		"ImchannelInboundQuarantined", "ImchannelMediaFetchFailures", "ImchannelOutboxStuck", "ImchannelSendsFailing",
+		"ImchannelUnhealthy", "ImchannelWebhookRejectionsRising"}, alerts)
 
 	// Prometheus's own checker, where it is installed (Debian: prometheus).
 	if promtool, err := exec.LookPath("promtool"); err == nil {
