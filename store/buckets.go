@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -36,6 +37,44 @@ var (
 
 	keyHealth = []byte("health")
 )
+
+// appendedBuckets take new keys at their end (ULIDs, or a time first), so a
+// page that splits is never written into again below the split: bbolt's
+// default splits at half and leaves such a tree's pages half empty. Filling
+// them to appendFill halves the messages bucket. The rest of each page is
+// room for the rewrites a recent message gets (delivery and seen reports).
+var appendedBuckets = [][]byte{bucketMessages, bucketConvActivity, bucketOutbox, bucketMediaQueue, bucketAudit}
+
+const appendFill = 0.9
+
+// fillAppended sets the fill of the appended buckets for a write
+// transaction (bbolt keeps the setting on the bucket handle, which the
+// transaction caches, not in the file).
+func fillAppended(tx *bolt.Tx) {
+	for _, name := range appendedBuckets {
+		if b := tx.Bucket(name); b != nil {
+			b.FillPercent = appendFill
+		}
+	}
+}
+
+// dirtyPages counts, per bucket, the pages a write transaction will write
+// when it commits. bbolt materialises a node for every page on the path to
+// each key written or deleted and writes each as a new page; those nodes
+// sit in the Bucket's unexported node cache, read here by reflection
+// (benchmarks only: Options.OnCommitPages). An unknown bbolt layout counts
+// nothing rather than failing.
+func dirtyPages(tx *bolt.Tx) map[string]int {
+	out := map[string]int{}
+	_ = tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		v := reflect.ValueOf(b).Elem().FieldByName("nodes")
+		if v.IsValid() && v.Kind() == reflect.Map && v.Len() > 0 {
+			out[string(name)] = v.Len()
+		}
+		return nil
+	})
+	return out
+}
 
 // Counter names.
 const (

@@ -35,6 +35,16 @@ func report(cfg Config, steps []stepResult, fin *finalResult) string {
 			r.Messages, r.Customers, mib(r.FileBytes), r.Bin.rate(), r.Floor.rate(), r.ratio(),
 			ms(r.Bin.pct(0.99)), ms(r.Bin.max()), r.BytesPerMsg, mib(r.RSS), r.Grow.Round(time.Second))
 	}
+	fmt.Fprintf(&b, "\npages rewritten per commit (in-process store.Ingest, %d writers, single seed text messages), by bucket:\n\n", cfg.Clients)
+	fmt.Fprintf(&b, "| messages in file | msgs/commit | pages/commit | pages/msg | by bucket (pages/commit) |\n|---:|---:|---:|---:|---|\n")
+	for _, r := range steps {
+		var parts []string
+		for _, n := range r.Pages.topBuckets() {
+			parts = append(parts, fmt.Sprintf("%s %.1f", n, r.Pages.PerB[n]))
+		}
+		perCommit := float64(r.Pages.Messages) / float64(max(1, r.Pages.Commits))
+		fmt.Fprintf(&b, "| %d | %.1f | %.1f | %.2f | %s |\n", r.Messages, perCommit, r.Pages.total(), r.Pages.total()/max(perCommit, 1), strings.Join(parts, ", "))
+	}
 	if len(steps) > 1 {
 		first, last := steps[0], steps[len(steps)-1]
 		fmt.Fprintf(&b, "\nlast step's rate is %.0f%% of the first's (target at 10M: >= 80%%)\n", 100*last.Bin.rate()/first.Bin.rate())

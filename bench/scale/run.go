@@ -28,6 +28,7 @@ type stepResult struct {
 	Floor, Bin  phase // all rounds together
 	BytesPerMsg float64
 	RSS         int64 // serve's peak resident set during the ingest phases
+	Pages       pageCounts
 	Load        string
 }
 
@@ -176,6 +177,9 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 		return r, err
 	}
 	r.BytesPerMsg = float64(after-before) / float64(cfg.BytesN)
+	if r.Pages, err = countPages(path, si, cfg.BytesN/4, cfg.Clients, custs); err != nil {
+		return r, fmt.Errorf("pages per commit: %w", err)
+	}
 
 	// The floor's file: a copy of this one, so it is as large.
 	floorPath := filepath.Join(dir, "floor.db")
