@@ -56,6 +56,8 @@ var appendedFill = []struct {
 	{bucketOutbox, 0.95},
 	{bucketMediaQueue, 0.95},
 	{bucketAudit, 0.95},
+	{bucketEvents, 0.95},
+	{bucketQuarantine, 0.95},
 }
 
 // fillAppended sets the fill of the appended buckets for a write

@@ -84,6 +84,9 @@
 //
 // meta also holds events_purged → uint64, the highest sequence removed by age.
 //
+// Buckets whose keys are appended (ULIDs, times, sequences) fill their pages
+// beyond bbolt's half when they split (appendedFill in buckets.go).
+//
 // Exported methods own their transaction; unexported helpers take a *Tx.
 // All writes go through Update, which batches concurrent writers into one
 // fsynced commit (group commit).

@@ -53,7 +53,7 @@ func storedRecords(b *testing.B) map[string][]byte {
 		ms := tx.Bucket([]byte("messages"))
 		k, v := ms.Cursor().First()
 		recs["inbound seed text + delivered + seen"] = append([]byte(nil), v...)
-		k, v = ms.Cursor().Seek(append(k, 0))
+		_, v = ms.Cursor().Seek(append(k, 0))
 		recs["our reply + sent, delivered, seen"] = append([]byte(nil), v...)
 		_, v = tx.Bucket([]byte("conversations")).Cursor().First()
 		recs["conversation"] = append([]byte(nil), v...)
