@@ -219,7 +219,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 		post := func(url, tag, user, pass string) phase {
 			return timed(cfg.Clients, cfg.Dur, 0, func(i int) error {
 				body := fmt.Appendf(nil, seedText, from(i), fmt.Sprintf("scale-s%d-r%d-%s-%09d", si, round, tag, i))
-				return p.do("POST", url, body, user, pass, `{"accepted":1,"duplicates":0}`)
+				return p.do("POST", url, body, user, pass, `"accepted":1,"duplicates":0`)
 			})
 		}
 		f := post(floor.url+"/imchannel/message", "f", "", "")
