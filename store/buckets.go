@@ -43,10 +43,10 @@ var (
 // default splits at half, and a page of an appended tree is never written
 // into again below the split: half of every page stays empty. Messages
 // leave a fifth free because our replies are rewritten after they land
-// (sent, delivered and seen reports each add to the timeline); measured on
-// 60% inbound and 40% replies with three reports, 0.8 stores a message in
-// 843 bytes of pages, 0.5 in 1,394 and 0.9 in 1,010 (docs/scale.md). The
-// other buckets' values never grow.
+// (delivered and seen reports each add to the timeline); measured on 60%
+// inbound and 40% with two reports, 0.8 stores a message in 843 bytes of
+// pages, 0.5 in 1,394 and 0.9 in 1,010 (docs/scale.md). The other buckets'
+// values never grow.
 var appendedFill = []struct {
 	name []byte
 	fill float64

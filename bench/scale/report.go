@@ -45,6 +45,15 @@ func report(cfg Config, steps []stepResult, fin *finalResult) string {
 		perCommit := float64(r.Pages.Messages) / float64(max(1, r.Pages.Commits))
 		fmt.Fprintf(&b, "| %d | %.1f | %.1f | %.2f | %s |\n", r.Messages, perCommit, r.Pages.total(), r.Pages.total()/max(perCommit, 1), strings.Join(parts, ", "))
 	}
+	fmt.Fprintf(&b, "\nbytes per message by bucket (pages of each tree after the seed messages and their reports, minus before):\n\n| messages in file | by bucket (bytes/message) |\n|---:|---|\n")
+	for _, r := range steps {
+		pc := pageCounts{PerB: r.BytesByBucket}
+		var parts []string
+		for _, n := range pc.topBuckets() {
+			parts = append(parts, fmt.Sprintf("%s %.0f", n, r.BytesByBucket[n]))
+		}
+		fmt.Fprintf(&b, "| %d | %s |\n", r.Messages, strings.Join(parts, ", "))
+	}
 	if len(steps) > 1 {
 		first, last := steps[0], steps[len(steps)-1]
 		fmt.Fprintf(&b, "\nlast step's rate is %.0f%% of the first's (target at 10M: >= 80%%)\n", 100*last.Bin.rate()/first.Bin.rate())

@@ -29,7 +29,9 @@ type stepResult struct {
 	BytesPerMsg float64
 	RSS         int64 // serve's peak resident set during the ingest phases
 	Pages       pageCounts
-	Load        string
+	// BytesByBucket is bytes per message by bucket (pages of its tree).
+	BytesByBucket map[string]float64
+	Load          string
 }
 
 func (r stepResult) ratio() float64 { return r.Bin.rate() / r.Floor.rate() }
@@ -139,7 +141,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 
 	// Bytes per message: pages in use after seed messages and their two
 	// reports, minus before, with serve stopped around it.
-	before, err := inUse(path)
+	before, perBefore, err := inUse(path)
 	if err != nil {
 		return r, err
 	}
@@ -172,11 +174,17 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 	if err := srv.stop(); err != nil {
 		return r, err
 	}
-	after, err := inUse(path)
+	after, perAfter, err := inUse(path)
 	if err != nil {
 		return r, err
 	}
 	r.BytesPerMsg = float64(after-before) / float64(cfg.BytesN)
+	r.BytesByBucket = map[string]float64{}
+	for b, v := range perAfter {
+		if d := v - perBefore[b]; d != 0 {
+			r.BytesByBucket[b] = float64(d) / float64(cfg.BytesN)
+		}
+	}
 	if r.Pages, err = countPages(path, si, cfg.BytesN/4, cfg.Clients, custs); err != nil {
 		return r, fmt.Errorf("pages per commit: %w", err)
 	}
@@ -252,19 +260,27 @@ func merge(ps []phase) phase {
 	return m
 }
 
-// inUse is the bytes of pages the file's data occupies: its high-water
-// mark less the free pages.
-func inUse(path string) (int64, error) {
+// inUse is the bytes of pages the file's data occupies (its high-water
+// mark less the free pages), and the pages each bucket's tree holds.
+func inUse(path string) (int64, map[string]int64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", path, err)
+		return 0, nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer db.Close()
 	var size int64
 	var ps int
-	_ = db.View(func(tx *bolt.Tx) error { size, ps = tx.Size(), tx.DB().Info().PageSize; return nil })
+	per := map[string]int64{}
+	_ = db.View(func(tx *bolt.Tx) error {
+		size, ps = tx.Size(), tx.DB().Info().PageSize
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			st := b.Stats()
+			per[string(name)] = int64(st.BranchAlloc + st.LeafAlloc)
+			return nil
+		})
+	})
 	s := db.Stats()
-	return size - int64(s.FreePageN+s.PendingPageN)*int64(ps), nil
+	return size - int64(s.FreePageN+s.PendingPageN)*int64(ps), per, nil
 }
 
 // measureFinal takes the end-of-run figures on the largest file.

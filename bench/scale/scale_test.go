@@ -48,8 +48,8 @@ func TestScaleSmoke(t *testing.T) {
 			rows++
 		}
 	}
-	if rows != 4 { // ingest and pages per commit
-		t.Errorf("want a row per step (0 and 3000 messages) in each of the two tables, got %d:\n%s", rows, rep)
+	if rows != 6 { // ingest, pages per commit, bytes by bucket
+		t.Errorf("want a row per step (0 and 3000 messages) in each of the three tables, got %d:\n%s", rows, rep)
 	}
 	for _, want := range []string{"thread page", "number search", "online backup", "`cp` of the same file", "store open"} {
 		if !strings.Contains(rep, want) {
