@@ -161,11 +161,13 @@ func timed(clients int, dur time.Duration, count int, req func(i int) error) pha
 	return p
 }
 
-// rssSampler records a process's peak resident set while it runs.
+// rssSampler records a process's peak resident set while it runs: anonymous
+// memory (heap, stacks) and file pages mapped from the database, apart,
+// since the latter are the page cache seen through bbolt's mmap.
 type rssSampler struct {
-	stop chan struct{}
-	done chan struct{}
-	peak atomic.Int64
+	stop       chan struct{}
+	done       chan struct{}
+	anon, file int64
 }
 
 func sampleRSS(pid int) *rssSampler {
@@ -175,9 +177,8 @@ func sampleRSS(pid int) *rssSampler {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if v := rssOf(pid); v > s.peak.Load() {
-				s.peak.Store(v)
-			}
+			a, f := rssOf(pid)
+			s.anon, s.file = max(s.anon, a), max(s.file, f)
 			select {
 			case <-s.stop:
 				return
@@ -188,28 +189,43 @@ func sampleRSS(pid int) *rssSampler {
 	return s
 }
 
-// end stops sampling and returns the peak in bytes.
-func (s *rssSampler) end() int64 {
+// end stops sampling and returns the peaks in bytes.
+func (s *rssSampler) end() rss {
 	close(s.stop)
 	<-s.done
-	return s.peak.Load()
+	return rss{Anon: s.anon, File: s.file}
 }
 
-func rssOf(pid int) int64 {
+// rss is resident memory: anonymous, and file-backed (the mapped file).
+type rss struct{ Anon, File int64 }
+
+func (r rss) max(o rss) rss { return rss{max(r.Anon, o.Anon), max(r.File, o.File)} }
+
+func (r rss) String() string {
+	return fmt.Sprintf("%.0f + %.0f MiB", float64(r.Anon)/(1<<20), float64(r.File)/(1<<20))
+}
+
+func rssOf(pid int) (anon, file int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return 0, 0
+	}
+	kb := func(v string) int64 {
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			return 0
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		return n << 10
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseInt(f[0], 10, 64)
-				return kb << 10
-			}
+		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			anon = kb(v)
+		} else if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
+			file = kb(v)
 		}
 	}
-	return 0
+	return anon, file
 }
 
 func loadavg() string {

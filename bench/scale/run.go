@@ -27,7 +27,7 @@ type stepResult struct {
 	Grow        time.Duration
 	Floor, Bin  phase // all rounds together
 	BytesPerMsg float64
-	RSS         int64 // serve's peak resident set during the ingest phases
+	RSS         rss // serve's peak resident set during the ingest phases
 	Pages       pageCounts
 	// BytesByBucket is bytes per message by bucket (pages of its tree).
 	BytesByBucket map[string]float64
@@ -39,7 +39,7 @@ func (r stepResult) ratio() float64 { return r.Bin.rate() / r.Floor.rate() }
 // finalResult is what the last step adds.
 type finalResult struct {
 	Pages                  []pageResult
-	PagesRSS               int64
+	PagesRSS               rss
 	Open                   time.Duration
 	FileBytes              int64
 	Check, Compact, Backup time.Duration
@@ -222,7 +222,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 		return r, err
 	}
 	var floors, bins []phase
-	var peak int64
+	var peak rss
 	for round := range cfg.Rounds {
 		post := func(url, tag, user, pass string) phase {
 			return timed(cfg.Clients, cfg.Dur, 0, func(i int) error {
@@ -233,7 +233,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 		f := post(floor.url+"/imchannel/message", "f", "", "")
 		rss := sampleRSS(srv.pid)
 		b := post(srv.url+"/imchannel/message", "b", webhookUser, webhookPass)
-		peak = max(peak, rss.end())
+		peak = peak.max(rss.end())
 		for _, ph := range []phase{f, b} {
 			if ph.failed > 0 {
 				return r, fmt.Errorf("ingest round %d: %d of %d failed; first: %s", round, ph.failed, ph.n, ph.firstE)
