@@ -28,12 +28,12 @@ func report(cfg Config, steps []stepResult, fin *finalResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "bench/scale: %d clients posting single seed-000 text messages, %d round(s) of %s per side per step, floor and imchannel alternating; load average at the end: %s (2 cores, shared)\n\n",
 		cfg.Clients, cfg.Rounds, cfg.Dur, loadavg())
-	fmt.Fprintf(&b, "| messages in file | customers | file | imchannel msgs/s | floor msgs/s | ratio | p99 | max stall | bytes/msg | serve RSS (anon + file) | grow time |\n")
-	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| messages in file | customers | file | imchannel msgs/s | floor msgs/s | ratio | p99 | max stall | bytes/msg (text + delivered + seen) | bytes/msg (inbound text) | serve RSS (anon + file) | grow time |\n")
+	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range steps {
-		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f | %.0f | %.2f× | %s | %s | %.0f B | %s | %s |\n",
+		fmt.Fprintf(&b, "| %d | %d | %.0f MiB | %.0f | %.0f | %.2f× | %s | %s | %.0f B | %.0f B | %s | %s |\n",
 			r.Messages, r.Customers, mib(r.FileBytes), r.Bin.rate(), r.Floor.rate(), r.ratio(),
-			ms(r.Bin.pct(0.99)), ms(r.Bin.max()), r.BytesPerMsg, r.RSS, r.Grow.Round(time.Second))
+			ms(r.Bin.pct(0.99)), ms(r.Bin.max()), r.BytesPerMsg, r.BytesInbound, r.RSS, r.Grow.Round(time.Second))
 	}
 	fmt.Fprintf(&b, "\npages rewritten per commit (in-process store.Ingest, %d writers, single seed text messages), by bucket:\n\n", cfg.Clients)
 	fmt.Fprintf(&b, "| messages in file | msgs/commit | pages/commit | pages/msg | by bucket (pages/commit) |\n|---:|---:|---:|---:|---|\n")
@@ -45,7 +45,7 @@ func report(cfg Config, steps []stepResult, fin *finalResult) string {
 		perCommit := float64(r.Pages.Messages) / float64(max(1, r.Pages.Commits))
 		fmt.Fprintf(&b, "| %d | %.1f | %.1f | %.2f | %s |\n", r.Messages, perCommit, r.Pages.total(), r.Pages.total()/max(perCommit, 1), strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(&b, "\nbytes per message by bucket (pages of each tree after the seed messages and their reports, minus before):\n\n| messages in file | by bucket (bytes/message) |\n|---:|---|\n")
+	fmt.Fprintf(&b, "\nbytes per message by bucket, our seed-text reply with a delivered and a seen report (pages of each tree after, minus before):\n\n| messages in file | by bucket (bytes/message) |\n|---:|---|\n")
 	for _, r := range steps {
 		pc := pageCounts{PerB: r.BytesByBucket}
 		var parts []string

@@ -26,7 +26,9 @@ type stepResult struct {
 	FileBytes   int64
 	Grow        time.Duration
 	Floor, Bin  phase // all rounds together
-	BytesPerMsg float64
+	BytesPerMsg float64 // our seed-text reply with a delivered and a seen report
+	// BytesInbound is bytes per inbound seed-000 text message (no reports).
+	BytesInbound float64
 	RSS         rss // serve's peak resident set during the ingest phases
 	Pages       pageCounts
 	// BytesByBucket is bytes per message by bucket (pages of its tree).
@@ -139,49 +141,60 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 	}
 	r.FileBytes = fi.Size()
 
-	// Bytes per message: pages in use after seed messages and their two
-	// reports, minus before, with serve stopped around it.
-	before, perBefore, err := inUse(path)
-	if err != nil {
-		return r, err
-	}
-	srv, err := startServe(bin, dir, path)
-	if err != nil {
-		return r, err
-	}
+	// Bytes per message, serve stopped around each part so the file can be
+	// read: pages in use after posting seed-000 text messages (inbound),
+	// minus before; then after storing as many of our replies with seed
+	// 000's text and posting a seed delivered and a seed seen report for
+	// each (reports name our messages only), minus before that.
 	p := newPoster(cfg.Clients)
 	defer p.close()
-	ids := func(i int) string { return fmt.Sprintf("scale-b%d-%09d", si, i) }
 	from := func(i int) string { return customer(i % custs) }
-	for _, kind := range []string{"message", "delivered", "seen"} {
-		ph := timed(cfg.Clients, 0, cfg.BytesN, func(i int) error {
-			var body string
-			switch kind {
-			case "message":
-				body = fmt.Sprintf(seedText, from(i), ids(i))
-			case "delivered":
-				body = fmt.Sprintf(seedDelivered, ids(i), from(i))
-			default:
-				body = fmt.Sprintf(seedSeen, ids(i), from(i))
-			}
-			return p.do("POST", srv.url+"/imchannel/message", []byte(body), webhookUser, webhookPass, `"accepted":1`)
-		})
-		if ph.failed > 0 {
-			_ = srv.stop()
-			return r, fmt.Errorf("bytes phase (%s): %d of %d failed; first: %s", kind, ph.failed, ph.n, ph.firstE)
+	post := func(kind string, body func(i int) string) error {
+		srv, err := startServe(bin, dir, path)
+		if err != nil {
+			return err
 		}
+		ph := timed(cfg.Clients, 0, cfg.BytesN, func(i int) error {
+			return p.do("POST", srv.url+"/imchannel/message", []byte(body(i)), webhookUser, webhookPass, `"accepted":1`)
+		})
+		if err := srv.stop(); err != nil {
+			return err
+		}
+		if ph.failed > 0 {
+			return fmt.Errorf("bytes phase (%s): %d of %d failed; first: %s", kind, ph.failed, ph.n, ph.firstE)
+		}
+		return nil
 	}
-	if err := srv.stop(); err != nil {
-		return r, err
-	}
-	after, perAfter, err := inUse(path)
+	b0, _, err := inUse(path)
 	if err != nil {
 		return r, err
 	}
-	r.BytesPerMsg = float64(after-before) / float64(cfg.BytesN)
+	if err := post("inbound", func(i int) string { return fmt.Sprintf(seedText, from(i), fmt.Sprintf("scale-b%d-%09d", si, i)) }); err != nil {
+		return r, err
+	}
+	b1, per1, err := inUse(path)
+	if err != nil {
+		return r, err
+	}
+	r.BytesInbound = float64(b1-b0) / float64(cfg.BytesN)
+	replyID := func(i int) string { return fmt.Sprintf("scale-o%d-%09d", si, i) }
+	if err := storeReplies(path, cfg.BytesN, replyID, from); err != nil {
+		return r, err
+	}
+	if err := post("delivered", func(i int) string { return fmt.Sprintf(seedDelivered, replyID(i), from(i)) }); err != nil {
+		return r, err
+	}
+	if err := post("seen", func(i int) string { return fmt.Sprintf(seedSeen, replyID(i), from(i)) }); err != nil {
+		return r, err
+	}
+	b2, per2, err := inUse(path)
+	if err != nil {
+		return r, err
+	}
+	r.BytesPerMsg = float64(b2-b1) / float64(cfg.BytesN)
 	r.BytesByBucket = map[string]float64{}
-	for b, v := range perAfter {
-		if d := v - perBefore[b]; d != 0 {
+	for b, v := range per2 {
+		if d := v - per1[b]; d != 0 {
 			r.BytesByBucket[b] = float64(d) / float64(cfg.BytesN)
 		}
 	}
@@ -200,7 +213,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 		return r, err
 	}
 	defer floor.stop()
-	srv, err = startServe(bin, dir, path)
+	srv, err := startServe(bin, dir, path)
 	if err != nil {
 		return r, err
 	}
@@ -245,6 +258,30 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 	}
 	r.Floor, r.Bin, r.RSS, r.Load = merge(floors), merge(bins), peak, loadavg()
 	return r, nil
+}
+
+// storeReplies stores n of our replies with seed 000's text, sent, as the
+// send API and the dispatcher leave them, in commits of 64 (the size of a
+// busy group commit).
+func storeReplies(path string, n int, id, to func(int) string) error {
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	for i := 0; i < n; i += 64 {
+		var msgs []*store.Message
+		for j := i; j < min(n, i+64); j++ {
+			msgs = append(msgs, &store.Message{Direction: store.Outbound, Provider: store.ProviderInfobip, ExternalID: id(j),
+				From: "1234", To: to(j), Type: store.TypeText, Text: "Support hello", Status: store.StatusSent,
+				Timeline: []store.Event{{Status: store.StatusQueued, At: now}, {Status: store.StatusSent, At: now}}})
+		}
+		if err := st.BulkLoad(context.Background(), msgs); err != nil {
+			_ = st.Close()
+			return fmt.Errorf("store replies: %w", err)
+		}
+	}
+	return st.Close()
 }
 
 // merge joins rounds into one phase: total requests over total time.
