@@ -25,12 +25,12 @@ type stepResult struct {
 	Customers   int
 	FileBytes   int64
 	Grow        time.Duration
-	Floor, Bin  phase // all rounds together
+	Floor, Bin  phase   // all rounds together
 	BytesPerMsg float64 // our seed-text reply with a delivered and a seen report
 	// BytesInbound is bytes per inbound seed-000 text message (no reports).
 	BytesInbound float64
-	RSS         rss // serve's peak resident set during the ingest phases
-	Pages       pageCounts
+	RSS          rss // serve's peak resident set during the ingest phases
+	Pages        pageCounts
 	// BytesByBucket is bytes per message by bucket (pages of its tree).
 	BytesByBucket map[string]float64
 	Load          string
