@@ -692,13 +692,18 @@ func (h *Handler) cmStatus(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, cmStatusRoute, err)
 		return
 	}
-	parked, ignored := 0, sp.ignored
+	// accepted: reports applied; ignored: those without a reference plus
+	// those naming no message of ours.
+	accepted, parked, ignored := 0, 0, sp.ignored
 	for _, x := range res.Reports {
 		switch {
 		case x.Parked:
 			parked++
+			accepted++
 		case x.Ignored:
 			ignored++
+		default:
+			accepted++
 		}
 	}
 	h.cmCounts.count(0, 0)
@@ -715,7 +720,7 @@ func (h *Handler) cmStatus(w http.ResponseWriter, r *http.Request) {
 			mt.InboundReports.WithLabelValues(store.ProviderCM, "ignored").Add(float64(sp.ignored))
 		}
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]int{"accepted": len(sp.reports) - ignored + sp.ignored, "duplicates": 0,
+	httpx.WriteJSON(w, http.StatusOK, map[string]int{"accepted": accepted, "duplicates": 0,
 		"quarantined": len(sp.quarantine), "ignored": ignored, "parked": parked})
 }
 
