@@ -98,6 +98,11 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			// Close after the 413: else the server drains up to 256 KiB
+			// more of the body before answering (MaxBytesReader cannot
+			// tell it through the logging wrapper), and a client that
+			// holds the rest back waits for its answer until read_timeout.
+			w.Header().Set("Connection", "close")
 			return nil, Errorf(store.ErrTooLarge, "body is larger than the limit of %d bytes", limit)
 		}
 		return nil, Errorf(store.ErrInvalid, "reading body: %v", err)
