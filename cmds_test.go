@@ -111,14 +111,7 @@ func TestCheckExitCodes(t *testing.T) {
 		require.Equal(t, 0, code, stdout)
 		require.Contains(t, stdout, "ok")
 
-		// Break the thread index: one conv_msgs entry goes missing.
-		db, err := bolt.Open(path, 0o600, nil)
-		require.NoError(t, err)
-		require.NoError(t, db.Update(func(tx *bolt.Tx) error {
-			k, _ := tx.Bucket([]byte("conv_msgs")).Cursor().First()
-			return tx.Bucket([]byte("conv_msgs")).Delete(k)
-		}))
-		require.NoError(t, db.Close())
+		breakThread(t, path)
 		code, stdout, stderr := run(t, "check", "--db", path)
 		require.Equal(t, 1, code)
 		require.Contains(t, stdout, "not in its thread index")

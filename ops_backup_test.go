@@ -340,12 +340,8 @@ func TestOpsCompactCommand(t *testing.T) {
 func TestOpsScheduledBackups(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	var clk struct {
-		sync.Mutex
-		t time.Time
-	}
-	clk.t = time.Date(2024, 6, 1, 3, 0, 0, 0, time.UTC)
-	now := func() time.Time { clk.Lock(); defer clk.Unlock(); return clk.t }
+	clk := &opsClock{t: time.Date(2024, 6, 1, 3, 0, 0, 0, time.UTC)}
+	now := clk.now
 	path := filepath.Join(t.TempDir(), "imchannel.db")
 	st, err := store.Open(path, store.Options{Now: now})
 	require.NoError(t, err)
@@ -366,9 +362,7 @@ func TestOpsScheduledBackups(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		last, lastSize, err = backupOnce(ctx, st, backups, 2)
 		require.NoError(t, err)
-		clk.Lock()
-		clk.t = clk.t.Add(time.Hour)
-		clk.Unlock()
+		clk.add(time.Hour)
 	}
 	require.Equal(t, filepath.Join(backups, "imchannel-20240601T050000Z.db"), last)
 	require.ElementsMatch(t, []string{"imchannel-20240601T040000Z.db", "imchannel-20240601T050000Z.db",
@@ -456,3 +450,13 @@ func TestOpsProgress(t *testing.T) {
 	p.finish()
 	require.Empty(t, q.String())
 }
+
+// opsClock is a settable clock for the backup schedule's tests.
+type opsClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *opsClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *opsClock) add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c.t.Add(d) }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,12 +18,8 @@ import (
 // backups never touches it.
 func TestOpsLatestLink(t *testing.T) {
 	ctx := context.Background()
-	var clk struct {
-		sync.Mutex
-		t time.Time
-	}
-	clk.t = time.Date(2024, 6, 1, 3, 0, 0, 0, time.UTC)
-	now := func() time.Time { clk.Lock(); defer clk.Unlock(); return clk.t }
+	clk := &opsClock{t: time.Date(2024, 6, 1, 3, 0, 0, 0, time.UTC)}
+	now := clk.now
 	st, err := store.Open(filepath.Join(t.TempDir(), "imchannel.db"), store.Options{Now: now})
 	require.NoError(t, err)
 	defer st.Close()
@@ -54,9 +49,7 @@ func TestOpsLatestLink(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, problems)
 		require.Equal(t, i+1, messageCount(t, latest), "run %d: the newest data", i)
-		clk.Lock()
-		clk.t = clk.t.Add(time.Hour)
-		clk.Unlock()
+		clk.add(time.Hour)
 	}
 	require.ElementsMatch(t, []string{"imchannel-20240601T040000Z.db", "imchannel-20240601T050000Z.db", latestName},
 		dirNames(t, dir), "keep 2 plus the link; the stale temp link is gone")

@@ -321,6 +321,20 @@ func (a auth) apply(r *http.Request) {
 	}
 }
 
+// rawHeaders is a's credentials as header lines ("Name: value\r\n") for
+// a request written by hand on a raw connection.
+func (a auth) rawHeaders() string {
+	r, _ := http.NewRequest("GET", "/", nil)
+	a.apply(r)
+	var b strings.Builder
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			b.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	return b.String()
+}
+
 // do sends one request and returns status, body. A transport error fails
 // the test.
 func (s *svc) do(t testing.TB, method, path string, a auth, body []byte, hdr map[string]string) (int, []byte) {

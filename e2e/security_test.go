@@ -55,12 +55,7 @@ func TestBodiesNotReadBeforeAuth(t *testing.T) {
 		conn, err := net.Dial("tcp", s.addr)
 		require.NoError(t, err)
 		hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", rt.path, s.addr, 64<<20)
-		switch rt.role {
-		case authInbound:
-			hdr += "Authorization: " + basic(inboundUser, inboundPass) + "\r\n"
-		case authAPI:
-			hdr += "Authorization: Bearer " + apiBearer + "\r\nx-app-key: " + apiAppKey + "\r\n"
-		}
+		hdr += rt.role.rawHeaders()
 		_, err = io.WriteString(conn, hdr+"\r\n{")
 		require.NoError(t, err)
 		require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
@@ -97,14 +92,7 @@ func TestChunkedBodyOverLimitAnsweredAtOnce(t *testing.T) {
 		conn, err := net.Dial("tcp", s.addr)
 		require.NoError(t, err)
 		hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n", rt.path, s.addr)
-		switch rt.role {
-		case authInbound:
-			hdr += "Authorization: " + basic(inboundUser, inboundPass) + "\r\n"
-		case authAPI:
-			hdr += "Authorization: Bearer " + apiBearer + "\r\nx-app-key: " + apiAppKey + "\r\n"
-		case authAgent:
-			hdr += "Authorization: " + basic(agentUser, agentPass) + "\r\n"
-		}
+		hdr += rt.role.rawHeaders()
 		// One chunk announced far larger than the limit, of which
 		// limit+1 bytes are sent; the rest is held back.
 		_, err = fmt.Fprintf(conn, "%s\r\n%x\r\n%s", hdr, 1<<30, strings.Repeat(" ", limit+1))
