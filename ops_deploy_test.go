@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -110,4 +113,123 @@ func TestOpsServiceUnit(t *testing.T) {
 	} {
 		require.Contains(t, unit, want)
 	}
+}
+
+// TestOpsREADMEConfigTable: every key of config.Config has a row in the
+// README's "Configuration reference" table, and the default the row states
+// is config.Default()'s (a [[relay]] key's is config.RelayDefaults()'s).
+// A row may name several keys (`a.x`, `a.y`), with one default each or one
+// for all; a default stated in words (none, the url) must be an empty one.
+func TestOpsREADMEConfigTable(t *testing.T) {
+	raw, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	_, sec, ok := strings.Cut(string(raw), "\n## Configuration reference")
+	require.True(t, ok, "README has a Configuration reference section")
+	if i := strings.Index(sec, "\n## "); i >= 0 {
+		sec = sec[:i]
+	}
+	ticks := regexp.MustCompile("`([^`]*)`")
+	type row struct {
+		keys, defaults []string
+	}
+	rows := map[string]row{}
+	for _, l := range strings.Split(sec, "\n") {
+		cells := strings.Split(l, "|")
+		if len(cells) < 4 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		var r row
+		prefix := ""
+		for _, m := range ticks.FindAllStringSubmatch(cells[1], -1) {
+			k := m[1]
+			if a, ok := strings.CutPrefix(k, "[[agents]] "); ok {
+				k = "agents." + a
+			}
+			if i := strings.LastIndex(k, "."); i >= 0 {
+				prefix = k[:i+1]
+			} else {
+				k = prefix + k // `password` after `[[agents]] user`
+			}
+			r.keys = append(r.keys, k)
+		}
+		for _, m := range ticks.FindAllStringSubmatch(cells[2], -1) {
+			r.defaults = append(r.defaults, m[1])
+		}
+		for _, k := range r.keys {
+			rows[k] = r
+		}
+	}
+
+	def := reflect.ValueOf(config.Default())
+	relayDef := reflect.ValueOf(config.RelayDefaults())
+	var missing, wrong []string
+	for _, key := range configKeys(reflect.TypeOf(config.Config{}), "") {
+		r, ok := rows[key]
+		if !ok {
+			missing = append(missing, key)
+			continue
+		}
+		if strings.HasPrefix(key, "agents.") {
+			continue // no agents by default
+		}
+		v := def
+		path := strings.Split(key, ".")
+		if path[0] == "relay" {
+			v, path = relayDef, path[1:]
+		}
+		for _, p := range path {
+			v = fieldByTag(v, p)
+		}
+		want := renderDefault(v)
+		switch {
+		case len(r.defaults) == 0:
+			if !v.IsZero() && !(v.Kind() == reflect.Map && v.Len() == 0) {
+				wrong = append(wrong, key+": no default stated, want "+want)
+			}
+		case len(r.defaults) == len(r.keys):
+			if i := slices.Index(r.keys, key); r.defaults[i] != want {
+				wrong = append(wrong, key+": README says "+r.defaults[i]+", want "+want)
+			}
+		default:
+			if slices.Index(r.defaults, want) < 0 {
+				wrong = append(wrong, key+": README says "+strings.Join(r.defaults, " ")+", want "+want)
+			}
+		}
+	}
+	require.Empty(t, missing, "keys of config.Config without a row in the README's Configuration reference")
+	require.Empty(t, wrong, "defaults in the README's Configuration reference that are not config.Default()'s")
+}
+
+func fieldByTag(v reflect.Value, tag string) reflect.Value {
+	for i := 0; i < v.NumField(); i++ {
+		if v.Type().Field(i).Tag.Get("toml") == tag {
+			return v.Field(i)
+		}
+	}
+	panic("no field " + tag)
+}
+
+// renderDefault writes a default as the README's table does (TOML).
+func renderDefault(v reflect.Value) string {
+	switch x := v.Interface().(type) {
+	case config.Duration:
+		return `"` + x.String() + `"`
+	case string:
+		return `"` + x + `"`
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	switch v.Kind() {
+	case reflect.Slice:
+		if v.Len() == 0 {
+			return "[]"
+		}
+	case reflect.Map:
+		if v.Len() == 0 {
+			return "{}"
+		}
+	case reflect.Bool, reflect.Int, reflect.Int64:
+		return fmt.Sprint(v.Interface())
+	}
+	return fmt.Sprintf("%v", v.Interface())
 }
