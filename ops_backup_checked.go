@@ -26,44 +26,84 @@ import (
 // backupIDHeader names the id of one /admin/backup stream.
 const backupIDHeader = "X-Imchannel-Backup-Id"
 
-// downloadLog remembers the last few whole streams by id, for a day: long
-// enough for any check, small enough that nothing grows.
+// downloadLog remembers the last few streams by id, for a day: long
+// enough for any check, small enough that nothing grows. A stream is noted
+// when it starts, so that a client which has read its last byte, checked
+// the file and confirmed it before the handler has got round to noting its
+// end (a small file is checked in a millisecond) waits for that end
+// instead of getting "no such download".
 type downloadLog struct {
 	mu      sync.Mutex
-	entries []download
+	entries []*download
 }
 
 type download struct {
 	id   string
 	at   time.Time
-	size int64
+	done chan struct{} // closed when the stream has ended
+	// Set before done is closed.
+	size  int64
+	whole bool // every byte was written
 }
 
 const (
 	downloadsKept = 16
 	downloadTTL   = 24 * time.Hour
+	// How long a confirmation waits for its stream to end. The client has
+	// read every byte by then, so the end is a moment away.
+	downloadEndWait = time.Minute
 )
 
-func (l *downloadLog) add(id string, at time.Time, size int64) {
+// begin notes a stream with id that starts at at; end it with end.
+func (l *downloadLog) begin(id string, at time.Time) *download {
+	d := &download{id: id, at: at, done: make(chan struct{})}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.entries = append(l.entries, download{id, at, size})
+	l.entries = append(l.entries, d)
 	if len(l.entries) > downloadsKept {
 		l.entries = l.entries[len(l.entries)-downloadsKept:]
 	}
+	return d
 }
 
-// take returns and forgets the download with id, if it is known and recent.
-func (l *downloadLog) take(id string, now time.Time) (download, bool) {
+// end says how the stream ended: size bytes, whole or cut off.
+func (d *download) end(size int64, whole bool) {
+	d.size, d.whole = size, whole
+	close(d.done)
+}
+
+// take waits for the stream with id to end (at most until ctx is done) and
+// returns and forgets it when it is known, recent and was whole.
+func (l *downloadLog) take(ctx context.Context, id string, now time.Time) (download, bool) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i, d := range l.entries {
-		if d.id == id && now.Sub(d.at) < downloadTTL {
-			l.entries = append(l.entries[:i], l.entries[i+1:]...)
-			return d, true
+	var d *download
+	for _, e := range l.entries {
+		if e.id == id && now.Sub(e.at) < downloadTTL {
+			d = e
+			break
 		}
 	}
-	return download{}, false
+	l.mu.Unlock()
+	if d == nil {
+		return download{}, false
+	}
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		return download{}, false
+	}
+	if !d.whole {
+		return download{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, e := range l.entries {
+		if e == d {
+			l.entries = append(l.entries[:i], l.entries[i+1:]...)
+			return download{id: d.id, at: d.at, size: d.size, whole: true}, true
+		}
+	}
+	return download{}, false // taken meanwhile by another confirmation
 }
 
 // serveBackupChecked is POST /admin/backup/checked {"id": "…"}: the client
@@ -77,7 +117,9 @@ func (a *app) serveBackupChecked(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, a.log, err)
 		return
 	}
-	d, ok := a.downloads.take(req.ID, time.Now())
+	ctx, cancel := context.WithTimeout(r.Context(), downloadEndWait)
+	d, ok := a.downloads.take(ctx, req.ID, time.Now())
+	cancel()
 	if !ok {
 		httpx.WriteError(w, r, a.log, store.Errorf(store.ErrNotFound, "no recent /admin/backup download with id %q", req.ID))
 		return

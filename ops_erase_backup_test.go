@@ -156,3 +156,46 @@ func TestLastBackupOnlyWhenChecked(t *testing.T) {
 	require.Equal(t, 200, code)
 	require.NotContains(t, string(page), `id="ov-backup">never<`)
 }
+
+// A confirmation that comes before the handler has noted the end of its
+// stream (the client read the last byte and checked a small file at once;
+// TestLastBackupOnlyWhenChecked then failed now and then with "no recent
+// /admin/backup download") waits for that end instead of being refused.
+// A cut-off stream, an unknown or day-old id, a second confirmation and a
+// stream that never ends within the wait are refused.
+func TestDownloadLogConfirmBeforeEnd(t *testing.T) {
+	ctx := context.Background()
+	l := &downloadLog{}
+	at := time.Now()
+	d := l.begin("s1", at)
+	got := make(chan download)
+	go func() {
+		dl, ok := l.take(ctx, "s1", at)
+		if !ok {
+			dl.id = "refused"
+		}
+		got <- dl
+	}()
+	d.end(100, true)
+	dl := <-got
+	require.Equal(t, "s1", dl.id)
+	require.EqualValues(t, 100, dl.size)
+	require.True(t, dl.at.Equal(at))
+	_, ok := l.take(ctx, "s1", at)
+	require.False(t, ok, "confirmed once only")
+
+	l.begin("s2", at).end(10, false)
+	_, ok = l.take(ctx, "s2", at)
+	require.False(t, ok, "a cut-off stream is no backup")
+	_, ok = l.take(ctx, "unknown", at)
+	require.False(t, ok)
+	l.begin("s3", at.Add(-25*time.Hour)).end(1, true)
+	_, ok = l.take(ctx, "s3", at)
+	require.False(t, ok, "older than a day")
+
+	l.begin("s4", at) // never ends
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	_, ok = l.take(done, "s4", at)
+	require.False(t, ok, "the wait ends with the request")
+}

@@ -387,6 +387,7 @@ func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 	log := a.log.With("component", "backup")
 	start := time.Now()
 	id := a.store.NewID()
+	dl := a.downloads.begin(id, start)
 	var size, n int64
 	err := a.store.View(func(tx *bolt.Tx) error {
 		size = tx.Size()
@@ -403,17 +404,18 @@ func (a *app) serveBackup(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
+		dl.end(n, false)
 		// The status is gone already; the client sees a short body.
 		log.Warn("backup stream cut off", "err", err, "sent", n, "size", size)
 		return
 	}
+	dl.end(size, true)
 	// A whole stream is a download, not yet a backup: nobody is known to
 	// have kept or checked it. `backup --url` confirms its checked file by
 	// id (POST /admin/backup/checked), which records the backup.
 	if err := a.store.RecordDownload(context.WithoutCancel(r.Context()), start, size); err != nil {
 		log.Warn("could not record the download", "err", err)
 	}
-	a.downloads.add(id, start, size)
 	log.Info("backup streamed", "bytes", size, "ms", time.Since(start).Milliseconds())
 }
 
