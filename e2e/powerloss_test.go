@@ -368,7 +368,11 @@ func (p *powerRun) onlineBackup(s *svc, round, k int) {
 
 func (p *powerRun) loadRound(r int, torn bool) string {
 	stop := p.startLoad(true)
-	wait := p.between(300*time.Millisecond, 1500*time.Millisecond)
+	hi := 1500 * time.Millisecond
+	if long() {
+		hi = 3 * time.Second // slower race-built binary: let some online backups finish
+	}
+	wait := p.between(300*time.Millisecond, hi)
 	time.Sleep(wait)
 	during := p.procs.running() > 0
 	if during {
@@ -398,7 +402,9 @@ func (p *powerRun) compactRound(r int, torn bool) string {
 		p.compactTook = time.Since(began)
 		require.NoError(p.t, os.Remove(timing))
 	}
-	wait := p.between(0, p.compactTook/2)
+	// Mostly during the compaction, sometimes just after it (then the
+	// finished copy is verified).
+	wait := p.between(0, p.compactTook*3/2)
 	began := time.Now()
 	done := make(chan struct{})
 	go func() {
