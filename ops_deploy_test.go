@@ -115,19 +115,16 @@ func TestOpsServiceUnit(t *testing.T) {
 	}
 }
 
-// TestOpsREADMEConfigTable: every key of config.Config has a row in the
-// README's "Configuration reference" table, and the default the row states
+// TestOpsConfigReference: every key of config.Config has a row in the
+// table of docs/configuration.md (the configuration reference, moved there
+// from the README), and the default the row states
 // is config.Default()'s (a [[relay]] key's is config.RelayDefaults()'s).
 // A row may name several keys (`a.x`, `a.y`), with one default each or one
 // for all; a default stated in words (none, the url) must be an empty one.
-func TestOpsREADMEConfigTable(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
+func TestOpsConfigReference(t *testing.T) {
+	raw, err := os.ReadFile("docs/configuration.md")
 	require.NoError(t, err)
-	_, sec, ok := strings.Cut(string(raw), "\n## Configuration reference")
-	require.True(t, ok, "README has a Configuration reference section")
-	if i := strings.Index(sec, "\n## "); i >= 0 {
-		sec = sec[:i]
-	}
+	sec := string(raw)
 	ticks := regexp.MustCompile("`([^`]*)`")
 	type row struct {
 		keys, defaults []string
@@ -188,16 +185,16 @@ func TestOpsREADMEConfigTable(t *testing.T) {
 			}
 		case len(r.defaults) == len(r.keys):
 			if i := slices.Index(r.keys, key); r.defaults[i] != want {
-				wrong = append(wrong, key+": README says "+r.defaults[i]+", want "+want)
+				wrong = append(wrong, key+": the doc says "+r.defaults[i]+", want "+want)
 			}
 		default:
 			if slices.Index(r.defaults, want) < 0 {
-				wrong = append(wrong, key+": README says "+strings.Join(r.defaults, " ")+", want "+want)
+				wrong = append(wrong, key+": the doc says "+strings.Join(r.defaults, " ")+", want "+want)
 			}
 		}
 	}
-	require.Empty(t, missing, "keys of config.Config without a row in the README's Configuration reference")
-	require.Empty(t, wrong, "defaults in the README's Configuration reference that are not config.Default()'s")
+	require.Empty(t, missing, "keys of config.Config without a row in docs/configuration.md")
+	require.Empty(t, wrong, "defaults in docs/configuration.md that are not config.Default()'s")
 }
 
 func fieldByTag(v reflect.Value, tag string) reflect.Value {
@@ -209,7 +206,7 @@ func fieldByTag(v reflect.Value, tag string) reflect.Value {
 	panic("no field " + tag)
 }
 
-// renderDefault writes a default as the README's table does (TOML).
+// renderDefault writes a default as docs/configuration.md's table does (TOML).
 func renderDefault(v reflect.Value) string {
 	switch x := v.Interface().(type) {
 	case config.Duration:

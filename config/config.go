@@ -33,7 +33,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText prints the duration.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Config is the whole file. The README's config reference lists every key.
+// Config is the whole file. docs/configuration.md lists every key.
 type Config struct {
 	Addr      string `toml:"addr"`
 	DB        string `toml:"db"`
@@ -380,7 +380,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("backup: interval must be at least 1s and keep at least 1")
 	}
 	// Half a credential would leave its route group open (the Has* checks
-	// need both halves), silently, on the loopback address the README
+	// need both halves), silently, on the loopback address docs/security.md
 	// recommends behind a reverse proxy: refuse it instead.
 	if (c.Inbound.BasicUser == "") != (c.Inbound.BasicPassword == "") {
 		return fmt.Errorf("inbound.basic_user and inbound.basic_password go together: with only one set the webhooks would be open")

@@ -52,16 +52,14 @@ func (d *Deps) defaults() {
 	if d.Now == nil {
 		d.Now = d.Store.Now
 	}
-	// Zero values (tests build Deps by hand) take config.Default()'s.
-	def := config.Default()
 	if d.Config.Limits.BodyBytes <= 0 {
-		d.Config.Limits.BodyBytes = def.Limits.BodyBytes
+		d.Config.Limits.BodyBytes = 1 << 20
 	}
 	if d.Config.Limits.TemplateBytes <= 0 {
-		d.Config.Limits.TemplateBytes = def.Limits.TemplateBytes
+		d.Config.Limits.TemplateBytes = 24 << 20
 	}
 	if d.Config.API.TokenTTL.Duration <= 0 || d.Config.API.TokenTTL.Duration > time.Hour {
-		d.Config.API.TokenTTL = def.API.TokenTTL
+		d.Config.API.TokenTTL.Duration = time.Hour
 	}
 }
 
