@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"imchannel/config"
 	"imchannel/metrics"
+	"imchannel/retry"
 	"imchannel/store"
 )
 
@@ -43,7 +42,7 @@ type Config struct {
 	ProviderURL   string
 	MediaHosts    []string
 
-	// IdlePoll is the longest the dispatcher sleeps without a change
+	// IdlePoll is the longest the fetcher sleeps without a change
 	// notification (a safety net for missed notifications).
 	IdlePoll time.Duration
 }
@@ -68,27 +67,30 @@ func FromConfig(c config.Config) Config {
 	}
 }
 
+// defaults fills what the caller left zero from config.Default(), the one
+// place defaults live; MaxRedirects and IdlePoll are not config keys.
 func (c *Config) defaults() {
+	def := FromConfig(config.Default())
 	if c.Workers <= 0 {
-		c.Workers = 4
+		c.Workers = def.Workers
 	}
 	if c.MaxBytes <= 0 {
-		c.MaxBytes = 16 << 20
+		c.MaxBytes = def.MaxBytes
 	}
 	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = 10 * time.Second
+		c.ConnectTimeout = def.ConnectTimeout
 	}
 	if c.FetchTimeout <= 0 {
-		c.FetchTimeout = 2 * time.Minute
+		c.FetchTimeout = def.FetchTimeout
 	}
 	if c.RetryFor <= 0 {
-		c.RetryFor = 24 * time.Hour
+		c.RetryFor = def.RetryFor
 	}
 	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 10 * time.Minute
+		c.MaxBackoff = def.MaxBackoff
 	}
 	if c.MinBackoff <= 0 {
-		c.MinBackoff = 5 * time.Second
+		c.MinBackoff = def.MinBackoff
 	}
 	// A cap below the first step lowers the first step (max_backoff alone
 	// is enough to make retries fast).
@@ -145,10 +147,7 @@ func (f *Fetcher) Run(ctx context.Context) {
 				if !f.fetch(ctx, md) {
 					// The store refused the result (disk full, closing):
 					// hold the slot a while instead of fetching in a loop.
-					select {
-					case <-ctx.Done():
-					case <-time.After(f.cfg.MinBackoff):
-					}
+					retry.Sleep(ctx, f.cfg.MinBackoff)
 				}
 				f.mu.Lock()
 				delete(f.inflight, md.ID)
@@ -162,8 +161,6 @@ func (f *Fetcher) Run(ctx context.Context) {
 	}
 	defer wg.Wait()
 	defer close(work)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
 	for {
 		wake, err := f.dispatch(ctx, work)
 		if err != nil {
@@ -177,28 +174,8 @@ func (f *Fetcher) Run(ctx context.Context) {
 		if !wake.IsZero() {
 			d = min(d, max(wake.Sub(f.st.Now()), time.Millisecond))
 		}
-		timer.Reset(d)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-changes:
-				if !ok {
-					return // store closed
-				}
-				break wait // subscribed to media changes only
-			case <-f.kick:
-				break wait
-			case <-timer.C:
-				break wait
-			}
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
+		if !retry.Idle(ctx, d, changes, f.kick) {
+			return
 		}
 	}
 }
@@ -338,14 +315,8 @@ func (f *Fetcher) nextTry(md *store.Media, retryAfter time.Duration) (time.Time,
 	if first.IsZero() {
 		first = now
 	}
-	backoff := f.cfg.MinBackoff
-	for i := 0; i < md.Attempts && backoff < f.cfg.MaxBackoff; i++ {
-		backoff *= 2
-	}
-	backoff = min(backoff, f.cfg.MaxBackoff)
-	// Jitter in [backoff/2, backoff] spreads retries of a burst.
-	wait := backoff/2 + rand.N(backoff/2+1)
-	wait = max(wait, retryAfter)
+	b := retry.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
+	wait := max(b.Wait(md.Attempts+1), retryAfter)
 	next := now.Add(wait)
 	return next, next.After(first.Add(f.cfg.RetryFor))
 }
@@ -370,7 +341,7 @@ func (f *Fetcher) get(ctx context.Context, md *store.Media) ([]byte, string, *ou
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode >= 500:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, "", &outcome{retry: true, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), f.st.Now()), reason: "HTTP " + resp.Status}
+		return nil, "", &outcome{retry: true, retryAfter: retry.After(resp.Header.Get("Retry-After"), f.st.Now()), reason: "HTTP " + resp.Status}
 	default:
 		return nil, "", &outcome{state: store.MediaFailed, reason: "HTTP " + resp.Status}
 	}
@@ -440,19 +411,4 @@ func transportOutcome(err error) *outcome {
 		msg = "timeout: " + msg
 	}
 	return &outcome{retry: true, reason: msg}
-}
-
-// parseRetryAfter reads delay-seconds or an HTTP date; 0 if absent or bad.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -414,15 +413,6 @@ func TestFetchDeletedMessageReleasesBytes(t *testing.T) {
 	require.Zero(t, blobs)
 	require.Zero(t, chunks)
 	require.Empty(t, st.Check())
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	require.Equal(t, 7*time.Second, parseRetryAfter("7", now))
-	require.Equal(t, 30*time.Second, parseRetryAfter(now.Add(30*time.Second).Format(http.TimeFormat), now))
-	require.Zero(t, parseRetryAfter("soon", now))
-	require.Zero(t, parseRetryAfter("", now))
-	require.Zero(t, parseRetryAfter(strings.Repeat("9", 3)+"x", now))
 }
 
 // dispatch works from a snapshot of the queue. A fetch that was running

@@ -52,14 +52,16 @@ func (d *Deps) defaults() {
 	if d.Now == nil {
 		d.Now = d.Store.Now
 	}
+	// Zero values (tests build Deps by hand) take config.Default()'s.
+	def := config.Default()
 	if d.Config.Limits.BodyBytes <= 0 {
-		d.Config.Limits.BodyBytes = 1 << 20
+		d.Config.Limits.BodyBytes = def.Limits.BodyBytes
 	}
 	if d.Config.Limits.TemplateBytes <= 0 {
-		d.Config.Limits.TemplateBytes = 24 << 20
+		d.Config.Limits.TemplateBytes = def.Limits.TemplateBytes
 	}
 	if d.Config.API.TokenTTL.Duration <= 0 || d.Config.API.TokenTTL.Duration > time.Hour {
-		d.Config.API.TokenTTL.Duration = time.Hour
+		d.Config.API.TokenTTL = def.API.TokenTTL
 	}
 }
 

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"sync"
 	"time"
 
+	"imchannel/config"
+	"imchannel/retry"
 	"imchannel/store"
 )
 
@@ -91,8 +92,6 @@ func (x *Dispatcher) Run(ctx context.Context) {
 		close(work)
 		wg.Wait()
 	}()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
 	for {
 		// The busy set is copied before the read transaction starts: an
 		// entry released after this point had its outcome committed before
@@ -119,29 +118,8 @@ func (x *Dispatcher) Run(ctx context.Context) {
 		if len(res.Items) > 0 {
 			wait = 0 // there may be more due than we fetched
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-changes:
-				if !ok {
-					changes = nil // the store closed; ctx ends soon
-					continue
-				}
-				break wait // subscribed to outbox changes only
-			case <-x.kick:
-				break wait
-			case <-timer.C:
-				break wait
-			}
+		if !retry.Idle(ctx, wait, changes, x.kick) {
+			return
 		}
 	}
 }
@@ -172,36 +150,27 @@ func (x *Dispatcher) release(id string) {
 	}
 }
 
-// sendLimit bounds one attempt: the provider timeout, or 30s without one.
+// sendLimit bounds one attempt: the provider timeout, or its default.
 func (x *Dispatcher) sendLimit() time.Duration {
 	if t := x.d.Config.Provider.Timeout.Duration; t > 0 {
 		return t
 	}
-	return 30 * time.Second
+	return config.Default().Provider.Timeout.Duration
 }
 
 func (x *Dispatcher) minBackoff() time.Duration {
 	if b := x.d.Config.Outbox.MinBackoff.Duration; b > 0 {
 		return b
 	}
-	return time.Second
+	return config.Default().Outbox.MinBackoff.Duration
 }
 
-// backoff is the wait before attempt n+1 after n failures: exponential from
-// min_backoff, capped at max_backoff, with jitter over its upper half so
-// that many messages failing together do not return together.
+// backoff is the wait before attempt n+1 after n failures. A max_backoff
+// below min_backoff is read as min_backoff here (the fetcher and the relay
+// lower the first step instead); kept as it was.
 func (x *Dispatcher) backoff(attempts int) time.Duration {
-	lo, hi := x.minBackoff(), x.d.Config.Outbox.MaxBackoff.Duration
-	if hi < lo {
-		hi = lo
-	}
-	b := lo
-	for i := 1; i < attempts && b < hi; i++ {
-		b *= 2
-	}
-	b = min(b, hi)
-	half := b / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
+	lo := x.minBackoff()
+	return retry.Backoff{Min: lo, Max: max(x.d.Config.Outbox.MaxBackoff.Duration, lo)}.Wait(attempts)
 }
 
 // deliverSafe is deliver for a worker: a panic while handling one message
@@ -351,12 +320,7 @@ func (x *Dispatcher) record(ctx context.Context, log *slog.Logger, err error) {
 		return
 	}
 	log.Error("recording the send outcome failed", "err", err)
-	t := time.NewTimer(x.minBackoff())
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	retry.Sleep(ctx, x.minBackoff())
 }
 
 // limiter is a token bucket: rate messages per second, bursts of up to

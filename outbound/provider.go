@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
+	"imchannel/retry"
 	"imchannel/store"
 )
 
@@ -103,24 +103,9 @@ func post(ctx context.Context, c *http.Client, url string, body []byte, auth fun
 	se := &SendError{Status: resp.StatusCode, Reason: answerReason(b)}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		se.Retryable = true
-		se.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		se.RetryAfter = retry.After(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return nil, se
-}
-
-// retryAfter reads a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 // answerReason turns an error answer into one readable line.

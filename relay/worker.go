@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
 
 	"imchannel/config"
+	"imchannel/retry"
 	"imchannel/store"
 )
 
@@ -54,7 +54,7 @@ func (w *worker) run(ctx context.Context) {
 			break
 		}
 		w.log.Error("read relay state", "err", err)
-		if !sleep(ctx, w.r.d.MinBackoff) {
+		if !retry.Sleep(ctx, w.r.d.MinBackoff) {
 			return
 		}
 	}
@@ -63,7 +63,7 @@ func (w *worker) run(ctx context.Context) {
 	// A restart resumes the backoff where it was, so a restart loop cannot
 	// hammer a target that is down.
 	if wait := w.state.NextAttempt.Sub(w.r.d.Store.Now()); wait > 0 {
-		if !sleep(ctx, min(wait, w.cfg.MaxBackoff.Duration)) {
+		if !retry.Sleep(ctx, min(wait, w.cfg.MaxBackoff.Duration)) {
 			return
 		}
 	}
@@ -71,7 +71,7 @@ func (w *worker) run(ctx context.Context) {
 		changed := w.r.d.Store.EventsChanged()
 		progressed, holding, sent, retryIn := w.round(ctx)
 		if retryIn > 0 {
-			if !sleep(ctx, retryIn) {
+			if !retry.Sleep(ctx, retryIn) {
 				return
 			}
 			continue
@@ -81,7 +81,7 @@ func (w *worker) run(ctx context.Context) {
 				// A short batch means the log is being written right now:
 				// a moment's wait lets the next post carry more, which
 				// costs ingest far less CPU than many small posts.
-				if !sleep(ctx, linger) {
+				if !retry.Sleep(ctx, linger) {
 					return
 				}
 			}
@@ -266,15 +266,9 @@ func (w *worker) fail(err *postError) {
 }
 
 // backoff doubles from MinBackoff up to max_backoff with the number of
-// consecutive failures, with jitter over its upper half so targets coming
-// back are not met by every retry at once.
+// consecutive failures (retry.Backoff).
 func (w *worker) backoff() time.Duration {
-	d := min(w.r.d.MinBackoff, w.cfg.MaxBackoff.Duration)
-	for i := 1; i < w.state.Consecutive && d < w.cfg.MaxBackoff.Duration; i++ {
-		d *= 2
-	}
-	d = min(d, w.cfg.MaxBackoff.Duration)
-	return d/2 + rand.N(d/2+1)
+	return retry.Backoff{Min: w.r.d.MinBackoff, Max: w.cfg.MaxBackoff.Duration}.Wait(w.state.Consecutive)
 }
 
 // post sends one body and classifies the answer: 2xx is done; 401, 403,
@@ -454,15 +448,4 @@ func (w *worker) buildJSON(ctx context.Context, ev *store.EventRecord) (json.Raw
 	}
 	b, err := json.Marshal(ev.Envelope(view))
 	return b, true, err
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

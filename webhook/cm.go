@@ -235,7 +235,7 @@ func (h *Handler) cmSenderFromContext(m *store.Message) bool {
 }
 
 // cmQueueWelcome queues the configured welcome text as the answer to a
-// request_welcome. m has been through SaveInbound, so its numbers are digits.
+// request_welcome. m has been through Store.Ingest, so its numbers are digits.
 func (h *Handler) cmQueueWelcome(r *http.Request, m *store.Message) error {
 	prov := h.d.OutboundProvider
 	if prov == "" {

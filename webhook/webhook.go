@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"imchannel/config"
 	"imchannel/httpx"
 	"imchannel/metrics"
 	"imchannel/store"
@@ -60,7 +61,7 @@ func (c *counters) count(messages, duplicates int) {
 // New makes the handler.
 func New(d Deps) *Handler {
 	if d.BodyLimit <= 0 {
-		d.BodyLimit = 1 << 20
+		d.BodyLimit = config.Default().Limits.BodyBytes
 	}
 	h := &Handler{d: d, log: d.Log.With("component", "webhook")}
 	if m := d.Metrics; m != nil {
