@@ -445,11 +445,20 @@ type statusRecorder struct {
 	route  string
 	status int
 	bytes  int64
+	// hasBody: the request declares a body (or sends one chunked).
+	hasBody bool
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
+	}
+	// A refusal (401 before the body is read, 403, 421, 413) closes the
+	// connection: else the server drains up to 256 KiB of the unread body
+	// before it answers, and a client holding its body back waits for the
+	// refusal until read_timeout.
+	if s.hasBody && code >= 400 {
+		s.Header().Set("Connection", "close")
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
@@ -495,7 +504,7 @@ func (a *app) middleware(r *mux.Router) http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w, route: "unmatched"}
+		rec := &statusRecorder{ResponseWriter: w, route: "unmatched", hasBody: req.ContentLength != 0}
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error("panic serving request", "route", rec.route, "panic", fmt.Sprint(p))

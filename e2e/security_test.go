@@ -29,7 +29,9 @@ func TestBodiesNotReadBeforeAuth(t *testing.T) {
 		if rt.role == authNone {
 			want = "413"
 		}
-		for _, length := range []int{1<<20 - 20, 64 << 20} {
+		// 100 KiB: under the 256 KiB the server would drain of an unread
+		// body before answering, were the connection not closed.
+		for _, length := range []int{100 << 10, 1<<20 - 20, 64 << 20} {
 			conn, err := net.Dial("tcp", s.addr)
 			require.NoError(t, err)
 			_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"a\":", rt.path, s.addr, length)
@@ -104,6 +106,21 @@ func TestChunkedBodyOverLimitAnsweredAtOnce(t *testing.T) {
 		require.True(t, strings.HasPrefix(string(buf[:n]), "HTTP/1.1 413"), "%s: %s", rt.path, buf[:n])
 		_ = conn.Close()
 		tried++
+
+		// Without credentials, a few chunked bytes and the rest held
+		// back: 401 at once.
+		if rt.role == authNone {
+			continue
+		}
+		conn, err = net.Dial("tcp", s.addr)
+		require.NoError(t, err)
+		_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n{\"a\":", rt.path, s.addr, 1<<20)
+		require.NoError(t, err)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+		n, err = conn.Read(buf)
+		require.NoError(t, err, "%s: no 401 while a chunked body is held back", rt.path)
+		require.True(t, strings.HasPrefix(string(buf[:n]), "HTTP/1.1 401"), "%s: %s", rt.path, buf[:n])
+		_ = conn.Close()
 	}
 	require.GreaterOrEqual(t, tried, 7, "webhooks, send API, tokenByAkSk, /admin/backup/checked")
 	s.healthy(t)
