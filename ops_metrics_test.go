@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"imchannel/config"
+	"imchannel/httpx"
 )
 
 // scrape reads /metrics (agent credentials) into series → value, where a
@@ -140,4 +143,44 @@ func TestOpsMetricsREADME(t *testing.T) {
 		require.True(t, exported[f], "%s is in docs/operations.md's table but not on /metrics", f)
 	}
 	require.Contains(t, got, `imchannel_sends_total{provider="infobip",result="failed"}`)
+}
+
+// TestOpsRejectionReasons: a wrong login is counted as "unauthorized" on
+// the webhooks and on the send API alike, and every reason the service
+// counts is one docs/operations.md documents.
+func TestOpsRejectionReasons(t *testing.T) {
+	e := opsNewEnv(t, func(c *config.Config) { c.API.BearerToken = "right-token" })
+	wrong := func(r *http.Request) { r.Header.Set("Authorization", "Bearer wrong-token") }
+	status, _ := e.do(t, http.MethodPost, "/imchannel/message", opsInfobipText("m-1", opsCustomerNum1, "x"), nil)
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _ = e.do(t, http.MethodPost, "/omni/1/advanced", []byte(`{}`), wrong)
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _ = e.do(t, http.MethodPost, "/imchannel/message", []byte(`{"results": 7}`), asInbound)
+	require.Equal(t, http.StatusBadRequest, status)
+
+	m := scrape(t, e)
+	require.Equal(t, 1.0, sum(m, "imchannel_rejections_total", `route="/imchannel/message"`, `reason="unauthorized"`))
+	require.Equal(t, 1.0, sum(m, "imchannel_rejections_total", `route="/omni/1/advanced"`, `reason="unauthorized"`))
+	require.Equal(t, 1.0, sum(m, "imchannel_rejections_total", `route="/imchannel/message"`, `reason="invalid"`))
+
+	doc, err := os.ReadFile("docs/operations.md")
+	require.NoError(t, err)
+	var row string
+	for line := range strings.Lines(string(doc)) {
+		if strings.HasPrefix(line, "| `imchannel_rejections_total` |") {
+			row = line
+		}
+	}
+	require.NotEmpty(t, row, "docs/operations.md has a row for imchannel_rejections_total")
+	for _, r := range []string{httpx.ReasonInvalid, httpx.ReasonTooLarge, httpx.ReasonUnauthorized, httpx.ReasonUnavailable, httpx.ReasonInternal} {
+		require.Contains(t, row, "`"+r+"`", "the documented reasons")
+	}
+	for k := range m {
+		if !strings.HasPrefix(k, "imchannel_rejections_total{") {
+			continue
+		}
+		_, rest, _ := strings.Cut(k, `reason="`)
+		reason, _, _ := strings.Cut(rest, `"`)
+		require.Contains(t, row, "`"+reason+"`", "%s: a reason docs/operations.md does not list", k)
+	}
 }

@@ -1,6 +1,8 @@
 // Package httpx holds the small HTTP pieces every handler package shares:
-// JSON answers, the error-kind → status mapping, bounded JSON decoding and
-// constant-time credential checks.
+// JSON answers, the error-kind → status mapping with masking and logging
+// of internal errors, Retry-After and WWW-Authenticate, the rejection
+// reasons counted in imchannel_rejections_total, bounded JSON decoding
+// and constant-time credential checks.
 package httpx
 
 import (
@@ -53,24 +55,68 @@ func Status(err error) int {
 // WriteError answers {"error": …} with the status of err's kind. Internal
 // errors are logged here, once, and their detail is not shown.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	status := Status(err)
-	msg := err.Error()
-	if status == http.StatusInternalServerError {
-		if log != nil {
-			// The route template, never the path: paths carry customer
-			// numbers (/api/v1/customers/{number}) and capability tokens
-			// (/media/public/{token}).
-			log.Error("internal error", "method", r.Method, "route", RouteOf(r), "err", err)
-		}
-		msg = "internal error"
-	}
+	status, msg := Masked(r, log, err)
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
+		RetryLater(w)
 	}
 	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Basic realm="imchannel"`)
+		Challenge(w, "Basic")
 	}
 	WriteJSON(w, status, map[string]string{"error": msg})
+}
+
+// Masked is what a client is told of err: the status of its kind and its
+// message, except that an internal error is logged here, once, and shown
+// as "internal error" only. Every answer that reports an error goes
+// through it, whatever its body's shape.
+func Masked(r *http.Request, log *slog.Logger, err error) (int, string) {
+	status := Status(err)
+	if status != http.StatusInternalServerError {
+		return status, err.Error()
+	}
+	if log != nil {
+		// The route template, never the path: paths carry customer
+		// numbers (/api/v1/customers/{number}) and capability tokens
+		// (/media/public/{token}).
+		log.Error("internal error", "method", r.Method, "route", RouteOf(r), "err", err)
+	}
+	return status, "internal error"
+}
+
+// RetryLater tells a client refused with 503 when to try again.
+func RetryLater(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "5")
+}
+
+// Challenge names the credentials a 401 wants: "Basic" (webhooks, agents)
+// or "Bearer" (the send API).
+func Challenge(w http.ResponseWriter, scheme string) {
+	w.Header().Set("WWW-Authenticate", scheme+` realm="imchannel"`)
+}
+
+// The reason label of imchannel_rejections_total: one word per kind of
+// refusal, whichever package refuses.
+const (
+	ReasonInvalid      = "invalid"
+	ReasonTooLarge     = "too_large"
+	ReasonUnauthorized = "unauthorized"
+	ReasonUnavailable  = "unavailable"
+	ReasonInternal     = "internal"
+)
+
+// Reason is the rejection reason of an error answer's status.
+func Reason(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return ReasonUnauthorized
+	case status == http.StatusRequestEntityTooLarge:
+		return ReasonTooLarge
+	case status == http.StatusServiceUnavailable:
+		return ReasonUnavailable
+	case status >= 400 && status < 500:
+		return ReasonInvalid
+	}
+	return ReasonInternal
 }
 
 // RouteOf is the mux route template r matched, or "unmatched": what logs
@@ -299,7 +345,7 @@ func RequireBasic(creds []Credential, h http.Handler) http.Handler {
 
 // Unauthorized answers 401 with a JSON error.
 func Unauthorized(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", `Basic realm="imchannel"`)
+	Challenge(w, "Basic")
 	WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong credentials"})
 }
 

@@ -169,3 +169,24 @@ func TestWithoutTrailingCommas(t *testing.T) {
 	require.Error(t, Unmarshal([]byte(`{"a":1,,}`), &v))
 	require.Error(t, Unmarshal([]byte(`{,}`), &v))
 }
+
+// Every refusal is counted under one word per kind, whichever package
+// answers it; docs/operations.md lists the same words (ops_metrics_test).
+func TestReason(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		want   string
+	}{
+		{http.StatusBadRequest, ReasonInvalid},
+		{http.StatusNotFound, ReasonInvalid},
+		{http.StatusConflict, ReasonInvalid},
+		{http.StatusUnauthorized, ReasonUnauthorized},
+		{http.StatusRequestEntityTooLarge, ReasonTooLarge},
+		{http.StatusServiceUnavailable, ReasonUnavailable},
+		{http.StatusInternalServerError, ReasonInternal},
+	} {
+		if got := Reason(c.status); got != c.want {
+			t.Errorf("Reason(%d) = %q, want %q", c.status, got, c.want)
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -101,7 +100,7 @@ func (a *API) limit(limit int64, h http.Handler, template bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := httpx.DeclaredTooLarge(w, r, limit); err != nil {
 			if template {
-				a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "too_large").Inc()
+				a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), httpx.ReasonTooLarge).Inc()
 				templateFail(w, http.StatusRequestEntityTooLarge, err.Error())
 				return
 			}
@@ -150,8 +149,8 @@ func (a *API) requireAPI(h http.Handler, template bool) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.authorized(r) {
-			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "auth").Inc()
-			w.Header().Set("WWW-Authenticate", `Bearer realm="imchannel"`)
+			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), httpx.ReasonUnauthorized).Inc()
+			httpx.Challenge(w, "Bearer")
 			if template {
 				templateFail(w, http.StatusUnauthorized, msg)
 				return
@@ -223,7 +222,7 @@ func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
 	c := a.d.Config.API
 	if a.d.Config.HasAPIAuth() {
 		if c.AppKey == "" || c.AppSecret == "" {
-			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "auth").Inc()
+			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), httpx.ReasonUnauthorized).Inc()
 			httpx.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "tokenByAkSk is not enabled: [api] app_key and app_secret are not configured"})
 			return
 		}
@@ -231,7 +230,7 @@ func (a *API) serveToken(w http.ResponseWriter, r *http.Request) {
 		okKey := httpx.Equal(req.AppKey, c.AppKey)
 		okSecret := httpx.Equal(req.AppSecret, c.AppSecret)
 		if !okKey || !okSecret {
-			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "auth").Inc()
+			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), httpx.ReasonUnauthorized).Inc()
 			httpx.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "wrong app_key or app_secret"})
 			return
 		}
@@ -370,24 +369,19 @@ func decodeChecked(w http.ResponseWriter, r *http.Request, limit int64, v any) e
 
 func (a *API) reject(w http.ResponseWriter, r *http.Request, err error) {
 	if s := httpx.Status(err); s >= 400 && s < 500 {
-		reason := "invalid"
-		if s == http.StatusRequestEntityTooLarge {
-			reason = "too_large"
-		}
-		a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), reason).Inc()
+		a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), httpx.Reason(s)).Inc()
 	}
 	httpx.WriteError(w, r, a.log, err)
 }
 
-var messageIndex = regexp.MustCompile(`^message (\d+): `)
-
-// renameIndex makes the store's "message 2: …" read "destinations[2]: …".
+// renameIndex names the message the store refused by its place in the
+// request: "destinations[2]: …".
 func renameIndex(err error) error {
-	if !errors.Is(err, store.ErrInvalid) {
+	var ie *store.ItemError
+	if !errors.Is(err, store.ErrInvalid) || !errors.As(err, &ie) {
 		return err
 	}
-	msg := messageIndex.ReplaceAllString(err.Error(), "destinations[$1]: ")
-	return httpx.Errorf(store.ErrInvalid, "%s", msg)
+	return httpx.Errorf(store.ErrInvalid, "destinations[%d]: %v", ie.Index, ie.Err)
 }
 
 // buildSend validates a request and turns each destination into a message.

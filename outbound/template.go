@@ -50,16 +50,11 @@ func templateFail(w http.ResponseWriter, status int, msg string) {
 
 func (a *API) serveTemplate(w http.ResponseWriter, r *http.Request) {
 	fail := func(err error) {
-		status := httpx.Status(err)
-		msg := err.Error()
-		if status == http.StatusInternalServerError {
-			a.log.Error("template send", "err", err)
-			msg = "internal error"
-		}
+		status, msg := httpx.Masked(r, a.log, err)
 		if status < 500 {
-			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), "invalid").Inc()
+			a.d.Metrics.Rejections.WithLabelValues(httpx.RouteOf(r), httpx.Reason(status)).Inc()
 		} else if status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "5")
+			httpx.RetryLater(w)
 		}
 		templateFail(w, status, msg)
 	}

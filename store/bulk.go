@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 )
 
 // BulkLoad stores many messages in one transaction through the same insert
@@ -17,7 +16,7 @@ func (s *Store) BulkLoad(ctx context.Context, msgs []*Message) error {
 			return Errorf(ErrInvalid, "message %d: direction must be %q or %q", i, Inbound, Outbound)
 		}
 		if err := validateNew(m, m.Direction); err != nil {
-			return fmt.Errorf("message %d: %w", i, err)
+			return &ItemError{Index: i, Err: err}
 		}
 	}
 	return s.Update(ctx, func(t *Tx) error {
@@ -26,7 +25,7 @@ func (s *Store) BulkLoad(ctx context.Context, msgs []*Message) error {
 		for i, m := range msgs {
 			cp := *m
 			if _, err := t.insert(&cp); err != nil {
-				return fmt.Errorf("message %d: %w", i, err)
+				return &ItemError{Index: i, Err: err}
 			}
 		}
 		return t.flushWords()

@@ -32,3 +32,14 @@ type kindError struct {
 
 func (e *kindError) Error() string { return e.msg }
 func (e *kindError) Unwrap() error { return e.kind }
+
+// ItemError is a failure of one item of a batch: Index is its place in the
+// slice the caller passed, so an edge can name it in its own words
+// ("destinations[2]") without reading it back out of the message.
+type ItemError struct {
+	Index int
+	Err   error
+}
+
+func (e *ItemError) Error() string { return fmt.Sprintf("message %d: %v", e.Index, e.Err) }
+func (e *ItemError) Unwrap() error { return e.Err }

@@ -58,7 +58,7 @@ func (s *Store) IngestPost(ctx context.Context, p Post) (PostResult, error) {
 func validatePost(msgs []*Message, reps []Report) error {
 	for i, m := range msgs {
 		if err := validateNew(m, Inbound); err != nil {
-			return fmt.Errorf("message %d: %w", i, err)
+			return &ItemError{Index: i, Err: err}
 		}
 	}
 	for i, r := range reps {
@@ -80,7 +80,7 @@ func (s *Store) write(ctx context.Context, p Post) (PostResult, error) {
 			cp := *m
 			r, err := t.insert(&cp)
 			if err != nil {
-				return fmt.Errorf("message %d: %w", i, err)
+				return &ItemError{Index: i, Err: err}
 			}
 			results[i] = r
 		}

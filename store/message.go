@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -45,7 +44,7 @@ type QueueOptions struct {
 func (s *Store) QueueOutbound(ctx context.Context, msgs []*Message, opts QueueOptions) ([]Result, error) {
 	for i, m := range msgs {
 		if err := validateNew(m, Outbound); err != nil {
-			return nil, fmt.Errorf("message %d: %w", i, err)
+			return nil, &ItemError{Index: i, Err: err}
 		}
 	}
 	var results []Result
@@ -55,7 +54,7 @@ func (s *Store) QueueOutbound(ctx context.Context, msgs []*Message, opts QueueOp
 			cp := *m
 			r, err := t.queueOutbound(&cp, opts)
 			if err != nil {
-				return fmt.Errorf("message %d: %w", i, err)
+				return &ItemError{Index: i, Err: err}
 			}
 			results[i] = r
 		}

@@ -124,12 +124,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 
 // pageError renders the error page with the status of err's kind.
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
-	status := httpx.Status(err)
-	msg := err.Error()
-	if status == http.StatusInternalServerError {
-		s.log.Error("internal error", "method", r.Method, "route", httpx.RouteOf(r), "err", err)
-		msg = "internal error"
-	}
+	status, msg := httpx.Masked(r, s.log, err)
 	s.render(w, r, status, "error", struct {
 		Title   string
 		Status  int

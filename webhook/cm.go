@@ -110,14 +110,14 @@ type cmFlowReply struct {
 
 // cmCoord reads a coordinate: a JSON number or a numeric string.
 func cmCoord(raw json.RawMessage, field string) (float64, error) {
-	if cmIsEmpty(raw) {
+	if isEmptyJSON(raw) {
 		return 0, cmInvalid("%s is required", field)
 	}
 	v := strings.TrimSpace(string(raw))
 	if strings.HasPrefix(v, `"`) {
 		var str string
 		if err := json.Unmarshal(raw, &str); err != nil {
-			return 0, cmFieldErr(field, err)
+			return 0, fieldError(field, err)
 		}
 		v = strings.TrimSpace(str)
 	}
@@ -186,7 +186,7 @@ func cmQuarantined(format string, args ...any) error {
 
 // cmStoreQuarantine keeps a whole MO body raw in the quarantine.
 func (h *Handler) cmStoreQuarantine(w http.ResponseWriter, r *http.Request, body []byte, reason string) {
-	q := []store.Quarantined{{Provider: store.ProviderCM, Route: cmRoute, Reason: reason, Raw: cmCompact(body)}}
+	q := []store.Quarantined{{Provider: store.ProviderCM, Route: cmRoute, Reason: reason, Raw: compactJSON(body)}}
 	if _, err := h.d.Store.IngestPost(r.Context(), store.Post{Quarantine: q}); err != nil {
 		h.fail(w, r, cmRoute, err)
 		return
@@ -286,7 +286,7 @@ func parseCMMO(body []byte, arrival time.Time) (*store.Message, error) {
 		return nil, err
 	}
 	var p cmMOPayload
-	if err := cmDecode(body, &p); err != nil {
+	if err := decodeObject(body, &p); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(json.Unmarshal(body, &p), &te) {
 			return nil, cmQuarantined("%s", err.Error())
@@ -355,7 +355,7 @@ func parseCMMO(body []byte, arrival time.Time) (*store.Message, error) {
 // cmContentHash is a hash of the post's canonical JSON (keys sorted, no
 // white space), so a retry hashes the same however it is formatted.
 func cmContentHash(body []byte) string {
-	canon := cmCompact(body)
+	canon := compactJSON(body)
 	if v, err := decodeAny(body); err == nil {
 		if b, err := json.Marshal(v); err == nil {
 			canon = b
@@ -377,11 +377,11 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 			return cmInvalid("message.custom must be a JSON object")
 		}
 		if err := json.Unmarshal(c, &custom); err != nil {
-			return cmFieldErr("message.custom", err)
+			return fieldError("message.custom", err)
 		}
 	}
 	for k, v := range custom {
-		if cmIsEmpty(v) {
+		if isEmptyJSON(v) {
 			delete(custom, k)
 		}
 	}
@@ -389,7 +389,7 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 	var msgType string
 	if raw, ok := custom["message_type"]; ok {
 		if err := json.Unmarshal(raw, &msgType); err != nil {
-			return cmFieldErr("message.custom.message_type", err)
+			return fieldError("message.custom.message_type", err)
 		}
 	}
 
@@ -397,7 +397,7 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 	if raw, ok := custom["deletedMessage"]; ok {
 		var target string
 		if err := json.Unmarshal(raw, &target); err != nil {
-			return cmFieldErr("message.custom.deletedMessage", err)
+			return fieldError("message.custom.deletedMessage", err)
 		}
 		t, err := cmRef(target, "message.custom.deletedMessage", true)
 		if err != nil {
@@ -428,7 +428,7 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 	if raw, ok := custom["location"]; ok {
 		var l cmLocation
 		if err := json.Unmarshal(raw, &l); err != nil {
-			return cmFieldErr("message.custom.location", err)
+			return fieldError("message.custom.location", err)
 		}
 		lat, err := cmCoord(l.Latitude, "message.custom.location.latitude")
 		if err != nil {
@@ -488,7 +488,7 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 	if raw, ok := custom["button"]; ok {
 		var b cmButton
 		if err := json.Unmarshal(raw, &b); err != nil {
-			return cmFieldErr("message.custom.button", err)
+			return fieldError("message.custom.button", err)
 		}
 		m.Type, m.Text = store.TypeButton, text
 		m.Interactive = &store.Interactive{Type: "button", Title: b.Label, Payload: b.Payload}
@@ -499,7 +499,7 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 		return nil
 	}
 	// Nothing we recognise: keep it so an agent can see something came.
-	m.Type, m.Raw = store.TypeUnsupported, cmCompact(body)
+	m.Type, m.Raw = store.TypeUnsupported, compactJSON(body)
 	return nil
 }
 
@@ -508,7 +508,7 @@ func cmContent(m *store.Message, msg *cmMessage, body []byte) error {
 func cmInteractiveReply(raw json.RawMessage) (it *store.Interactive, supported bool, err error) {
 	var in cmInteractive
 	if err := json.Unmarshal(raw, &in); err != nil {
-		return nil, false, cmFieldErr("message.custom.interactive", err)
+		return nil, false, fieldError("message.custom.interactive", err)
 	}
 	typ := in.Type
 	if typ == "" {
@@ -537,26 +537,9 @@ func cmInteractiveReply(raw json.RawMessage) (it *store.Interactive, supported b
 			return nil, false, cmInvalid("message.custom.interactive.nfm_reply is required for type nfm_reply")
 		}
 		return &store.Interactive{Type: typ, Title: in.NfmReply.Name, Description: in.NfmReply.Body,
-			Response: cmFlowResponse(in.NfmReply.ResponseJSON)}, true, nil
+			Response: flowResponse(in.NfmReply.ResponseJSON)}, true, nil
 	}
 	return nil, false, nil
-}
-
-// cmFlowResponse keeps a flow's response_json whole. Meta sends it as a
-// string holding JSON; CM's example shows the object itself. Either way the
-// object is stored.
-func cmFlowResponse(raw json.RawMessage) json.RawMessage {
-	raw = bytes.TrimSpace(raw)
-	if cmIsEmpty(raw) {
-		return nil
-	}
-	if raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) == nil && json.Valid([]byte(s)) {
-			return cmCompact([]byte(s))
-		}
-	}
-	return cmCompact(raw)
 }
 
 // cmMediaType maps a content type to a message type: WhatsApp stickers
@@ -740,7 +723,7 @@ func parseCMStatus(body []byte, arrival time.Time) (*cmStatusPost, error) {
 		return nil, err
 	}
 	var p cmStatusPayload
-	if err := cmDecode(body, &p); err != nil {
+	if err := decodeObject(body, &p); err != nil {
 		return nil, err
 	}
 	if p.Messages == nil {
@@ -756,7 +739,7 @@ func parseCMStatus(body []byte, arrival time.Time) (*cmStatusPost, error) {
 		raws, single = []json.RawMessage{raw}, true
 	case raw[0] == '[':
 		if err := json.Unmarshal(raw, &raws); err != nil {
-			return nil, cmFieldErr("messages.msg", err)
+			return nil, fieldError("messages.msg", err)
 		}
 	default:
 		return nil, cmInvalid("messages.msg must be an object or an array of objects")
@@ -772,7 +755,7 @@ func parseCMStatus(body []byte, arrival time.Time) (*cmStatusPost, error) {
 		rep, ok, err := cmStatusReport(one, f, arrival)
 		switch {
 		case err != nil:
-			sp.quarantine = append(sp.quarantine, store.Quarantined{Reason: err.Error(), Raw: cmCompact(one)})
+			sp.quarantine = append(sp.quarantine, store.Quarantined{Reason: err.Error(), Raw: compactJSON(one)})
 		case !ok:
 			sp.ignored++
 		default:
@@ -789,9 +772,9 @@ func cmStatusReport(raw json.RawMessage, f func(string) string, arrival time.Tim
 	if err := json.Unmarshal(raw, &x); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return store.Report{}, false, cmTypeError(strings.TrimSuffix(f(""), "."), te)
+			return store.Report{}, false, fieldError(strings.TrimSuffix(f(""), "."), te)
 		}
-		return store.Report{}, false, cmFieldErr(strings.TrimSuffix(f(""), "."), err)
+		return store.Report{}, false, fieldError(strings.TrimSuffix(f(""), "."), err)
 	}
 	if strings.TrimSpace(x.Reference) == "" {
 		return store.Report{}, false, nil
@@ -843,45 +826,6 @@ func cmInvalid(format string, args ...any) error {
 	return httpx.Errorf(store.ErrInvalid, format, args...)
 }
 
-// cmFieldErr names the field a nested decode failed in.
-func cmFieldErr(field string, err error) error {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return cmTypeError(field, te)
-	}
-	return cmInvalid("%s: %v", field, strings.TrimPrefix(httpx.JSONError(err).Error(), "malformed JSON: "))
-}
-
-// cmTypeError says which field (below prefix) holds the wrong kind of JSON
-// value, in JSON's words: encoding/json's own error names Go types and,
-// for a nested decode, calls the field "body".
-func cmTypeError(prefix string, te *json.UnmarshalTypeError) error {
-	field := prefix
-	if te.Field != "" {
-		if field != "" {
-			field += "."
-		}
-		field += te.Field
-	}
-	if field == "" {
-		field = "body"
-	}
-	return cmInvalid("%s: expected %s, got JSON %s", field, jsonKind(te.Type.Kind().String()), te.Value)
-}
-
-// cmDecode is httpx.Unmarshal with type mismatches described by cmTypeError.
-func cmDecode(body []byte, v any) error {
-	err := httpx.Unmarshal(body, v)
-	if err == nil {
-		return nil
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(json.Unmarshal(body, v), &te) {
-		return cmTypeError("", te)
-	}
-	return err
-}
-
 // cmRequireObject refuses bodies that are JSON but not an object, before the
 // decoder would describe them in Go type names.
 func cmRequireObject(body []byte, what string) error {
@@ -922,7 +866,7 @@ func cmCheckNumber(s, field string) error {
 // cmErrorText reads message.error: a string, or an object with a message.
 func cmErrorText(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
-	if cmIsEmpty(raw) {
+	if isEmptyJSON(raw) {
 		return ""
 	}
 	var s string
@@ -937,13 +881,13 @@ func cmErrorText(raw json.RawMessage) string {
 			}
 		}
 	}
-	return string(cmCompact(raw))
+	return string(compactJSON(raw))
 }
 
 // cmScalar is a JSON string's or number's text.
 func cmScalar(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
-	if cmIsEmpty(raw) {
+	if isEmptyJSON(raw) {
 		return ""
 	}
 	var s string
@@ -951,22 +895,4 @@ func cmScalar(raw json.RawMessage) string {
 		return strings.TrimSpace(s)
 	}
 	return string(raw)
-}
-
-// cmIsEmpty reports whether a value carries nothing: absent, null, "",
-// {} or [].
-func cmIsEmpty(raw json.RawMessage) bool {
-	switch string(bytes.TrimSpace(raw)) {
-	case "", "null", `""`, "{}", "[]":
-		return true
-	}
-	return false
-}
-
-func cmCompact(b []byte) json.RawMessage {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, b); err != nil {
-		return append(json.RawMessage(nil), b...)
-	}
-	return buf.Bytes()
 }

@@ -362,24 +362,12 @@ func parseInfobipSlow(body []byte, arrival time.Time) (*infobipBatch, error) {
 		raw = compactJSON(raw)
 		var res ibResult
 		if err := json.Unmarshal(raw, &res); err != nil {
-			b.quarantineRaw(raw, decodeReason(i, err))
+			b.quarantineRaw(raw, fieldError(fmt.Sprintf("results[%d]", i), err).Error())
 			continue
 		}
 		b.add(i, &res, unmapped(raw, knownFor(&res)), arrival, func(int) json.RawMessage { return raw })
 	}
 	return b, nil
-}
-
-// decodeReason names the result and field a decode failed on.
-func decodeReason(i int, err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		if te.Field == "" {
-			return fmt.Sprintf("results[%d] must be an object, got JSON %s", i, te.Value)
-		}
-		return fmt.Sprintf("results[%d].%s: expected %s, got JSON %s", i, te.Field, jsonKind(te.Type.Kind().String()), te.Value)
-	}
-	return fmt.Sprintf("results[%d]: %v", i, err)
 }
 
 func (b *infobipBatch) quarantineRaw(raw json.RawMessage, reason string) {
@@ -421,30 +409,6 @@ func (b *infobipBatch) add(i int, res *ibResult, data json.RawMessage, arrival t
 	default:
 		b.quarantineRaw(rawOf(i), fmt.Sprintf("results[%d]: cannot tell what it is: an inbound message has \"message\", a delivery report \"status\", a seen report \"seenAt\"", i))
 	}
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "float64", "int":
-		return "a number"
-	case "bool":
-		return "true or false"
-	case "ptr", "struct", "map":
-		return "an object"
-	case "slice":
-		return "an array"
-	}
-	return goKind
-}
-
-func compactJSON(raw json.RawMessage) json.RawMessage {
-	var buf bytes.Buffer
-	if json.Compact(&buf, raw) != nil {
-		return append(json.RawMessage(nil), raw...)
-	}
-	return buf.Bytes()
 }
 
 // optionalTime reads an optional provider time. An unreadable one is not a
@@ -688,24 +652,6 @@ func location(msg *ibMessage, bad func(field, format string, args ...any) error)
 		return nil, bad("message.longitude", "%v is out of range [-180, 180]", lon)
 	}
 	return &store.Location{Latitude: lat, Longitude: lon, Name: msg.Name, Address: msg.Address, URL: msg.URL}, nil
-}
-
-// flowResponse keeps a flow reply's response whole. Infobip sends an
-// object; WhatsApp's own format a string holding JSON, which is unwrapped
-// so agents always see the object.
-func flowResponse(raw json.RawMessage) json.RawMessage {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil
-	}
-	var s string
-	if raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
-		inner := bytes.TrimSpace([]byte(s))
-		if len(inner) > 0 && (inner[0] == '{' || inner[0] == '[') && json.Valid(inner) {
-			return compactJSON(inner)
-		}
-	}
-	return compactJSON(raw)
 }
 
 // ---- reports ----

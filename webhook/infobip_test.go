@@ -369,7 +369,7 @@ func TestInfobipPosts(t *testing.T) {
 
 		// ---- a result that cannot be understood is quarantined; the good
 		// ones beside it are stored (issue 12 item 4) ----
-		{name: "a result that is not an object", file: "bad_result_not_object.json", accepted: 1, quarantined: 1, errHas: []string{"results[1] must be an object"},
+		{name: "a result that is not an object", file: "bad_result_not_object.json", accepted: 1, quarantined: 1, errHas: []string{"results[1]: expected an object, got JSON string"},
 			check: func(t *testing.T, e *testEnv) { e.byExternalID(t, "wamid.ok-0") }},
 		{name: "a result without messageId", file: "bad_no_message_id.json", accepted: 1, quarantined: 1, errHas: []string{"results[1].messageId is required"},
 			check: func(t *testing.T, e *testEnv) { e.byExternalID(t, "wamid.ok-1") }},

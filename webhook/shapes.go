@@ -100,3 +100,32 @@ func camelKey(k string) string {
 	}
 	return b.String()
 }
+
+// compactJSON is raw without insignificant white space, or a copy of raw
+// when it is not valid JSON.
+func compactJSON(raw json.RawMessage) json.RawMessage {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return append(json.RawMessage(nil), raw...)
+	}
+	return buf.Bytes()
+}
+
+// flowResponse keeps a flow reply's response whole. Infobip sends an
+// object and CM's example shows one; WhatsApp's own format (which CM passes
+// on) a string holding JSON, which is unwrapped so agents always see the
+// object. An empty value (isEmptyJSON) is none.
+func flowResponse(raw json.RawMessage) json.RawMessage {
+	raw = bytes.TrimSpace(raw)
+	if isEmptyJSON(raw) {
+		return nil
+	}
+	var s string
+	if raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
+		inner := bytes.TrimSpace([]byte(s))
+		if len(inner) > 0 && (inner[0] == '{' || inner[0] == '[') && json.Valid(inner) {
+			return compactJSON(inner)
+		}
+	}
+	return compactJSON(raw)
+}

@@ -6,6 +6,8 @@
 package webhook
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -96,7 +98,7 @@ func (h *Handler) protect(route string, next http.Handler) http.Handler {
 		authed := next
 		next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !v.OK(r) {
-				h.reject(route, "unauthorized")
+				h.reject(route, httpx.ReasonUnauthorized)
 				httpx.Unauthorized(w)
 				return
 			}
@@ -112,19 +114,65 @@ func (h *Handler) protect(route string, next http.Handler) http.Handler {
 	})
 }
 
+// fieldError names the field a decode failed on by its JSON path: path
+// (where the decoded value sits, "" for the body) joined with the field
+// encoding/json reports below it, and the kinds in JSON's words rather
+// than Go's.
+func fieldError(path string, err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := path
+		if te.Field != "" {
+			if field != "" {
+				field += "."
+			}
+			field += te.Field
+		}
+		if field == "" {
+			field = "body"
+		}
+		return httpx.Errorf(store.ErrInvalid, "%s: expected %s, got JSON %s", field, jsonKind(te.Type.Kind().String()), te.Value)
+	}
+	if path == "" {
+		return httpx.JSONError(err)
+	}
+	return httpx.Errorf(store.ErrInvalid, "%s: %s", path, strings.TrimPrefix(httpx.JSONError(err).Error(), "malformed JSON: "))
+}
+
+// decodeObject is httpx.Unmarshal with a value of the wrong type named by
+// fieldError.
+func decodeObject(body []byte, v any) error {
+	err := httpx.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(json.Unmarshal(body, v), &te) {
+		return fieldError("", te)
+	}
+	return err
+}
+
+// jsonKind names a Go kind as the JSON value it decodes from.
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "float64", "int":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "ptr", "struct", "map":
+		return "an object"
+	case "slice":
+		return "an array"
+	}
+	return goKind
+}
+
 // fail answers err with its kind's status and counts the refusal.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, route string, err error) {
-	reason := "internal"
-	switch httpx.Status(err) {
-	case http.StatusBadRequest:
-		reason = "invalid"
-	case http.StatusRequestEntityTooLarge:
-		reason = "too_large"
-	case http.StatusUnauthorized:
-		reason = "unauthorized"
-	case http.StatusServiceUnavailable:
-		reason = "unavailable"
-	}
+	reason := httpx.Reason(httpx.Status(err))
 	h.reject(route, reason)
 	httpx.WriteError(w, r, h.log, err)
 }
