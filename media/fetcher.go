@@ -71,35 +71,24 @@ func FromConfig(c config.Config) Config {
 // place defaults live; MaxRedirects and IdlePoll are not config keys.
 func (c *Config) defaults() {
 	def := FromConfig(config.Default())
-	if c.Workers <= 0 {
-		c.Workers = def.Workers
-	}
-	if c.MaxBytes <= 0 {
-		c.MaxBytes = def.MaxBytes
-	}
-	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = def.ConnectTimeout
-	}
-	if c.FetchTimeout <= 0 {
-		c.FetchTimeout = def.FetchTimeout
-	}
-	if c.RetryFor <= 0 {
-		c.RetryFor = def.RetryFor
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = def.MaxBackoff
-	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = def.MinBackoff
-	}
+	orDefault(&c.Workers, def.Workers)
+	orDefault(&c.MaxBytes, def.MaxBytes)
+	orDefault(&c.ConnectTimeout, def.ConnectTimeout)
+	orDefault(&c.FetchTimeout, def.FetchTimeout)
+	orDefault(&c.RetryFor, def.RetryFor)
+	orDefault(&c.MaxBackoff, def.MaxBackoff)
+	orDefault(&c.MinBackoff, def.MinBackoff)
 	// A cap below the first step lowers the first step (max_backoff alone
 	// is enough to make retries fast).
 	c.MinBackoff = min(c.MinBackoff, c.MaxBackoff)
-	if c.MaxRedirects <= 0 {
-		c.MaxRedirects = 5
-	}
-	if c.IdlePoll <= 0 {
-		c.IdlePoll = time.Minute
+	orDefault(&c.MaxRedirects, 5)
+	orDefault(&c.IdlePoll, time.Minute)
+}
+
+// orDefault sets *v to def unless it is positive.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
