@@ -136,7 +136,7 @@ func TestCMReplyRoundTrip(t *testing.T) {
 }
 
 // requestOf reads the "request" of a testdata/outbound or testdata/template
-// case (seed 000/001/002 shapes).
+// case (the shapes of docs/protocols.md#omni-send and #template-endpoint).
 func requestOf(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)

@@ -336,7 +336,7 @@ func (a *app) inboundCreds() []httpx.Credential {
 	return []httpx.Credential{{User: a.cfg.Inbound.BasicUser, Password: a.cfg.Inbound.BasicPassword}}
 }
 
-// routes builds the whole router: every route of interface.md.
+// routes builds the whole router: every route of docs/api.md#routes.
 func (a *app) routes() http.Handler {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(httpx.NotFound)

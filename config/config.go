@@ -70,7 +70,7 @@ type Relay struct {
 	// set it before moving a target to another URL.
 	Name          string   `toml:"name"`
 	URL           string   `toml:"url"`
-	Format        string   `toml:"format"` // infobip (seed 000) or json
+	Format        string   `toml:"format"` // infobip (docs/protocols.md#infobip-inbound) or json
 	BasicUser     string   `toml:"basic_user"`
 	BasicPassword string   `toml:"basic_password"`
 	HMACSecret    string   `toml:"hmac_secret"`

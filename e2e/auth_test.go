@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// route is one route of interface.md with the role allowed on it.
+// route is one route of docs/api.md#routes with the role allowed on it.
 type route struct {
 	method, path string
 	role         auth // the credentials that open it

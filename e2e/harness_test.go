@@ -496,7 +496,7 @@ func (p *provider) serve(w http.ResponseWriter, r *http.Request) {
 		p.counts[id]++
 	}
 	p.mu.Unlock()
-	// Answer in seed 002's shape (and CM's, which only needs a 2xx).
+	// Answer in Infobip's OMNI shape (docs/protocols.md#omni-send) (and CM's, which only needs a 2xx).
 	var msgs []any
 	for _, id := range ids {
 		msgs = append(msgs, map[string]any{"messageId": id, "to": map[string]any{"phoneNumber": "1"},

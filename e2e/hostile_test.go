@@ -134,7 +134,7 @@ func TestHostileInput(t *testing.T) {
 			}
 			if code == 200 && inboundWebhook(rt.path) {
 				// Inside a valid JSON post, what cannot be understood is
-				// quarantined and answered 2xx (interface.md): a refusal
+				// quarantined and answered 2xx (docs/providers.md#the-quarantine): a refusal
 				// would only be resent until the provider drops it.
 				var a struct{ Quarantined, Ignored int }
 				ok = json.Unmarshal(body, &a) == nil && (a.Quarantined > 0 || a.Ignored > 0 || hb.maybe2xx)

@@ -941,7 +941,7 @@ func (l *ledger) verifyStore(t *testing.T, st *store.Store, what string, cutoff 
 	}
 }
 
-// ---- payloads (seed 000: delivery and seen reports) ----
+// ---- payloads (delivery and seen reports: docs/protocols.md#infobip-reports) ----
 
 func deliveryReport(id, to string) []byte {
 	b, _ := json.Marshal(map[string]any{"results": []any{map[string]any{

@@ -29,7 +29,7 @@ const (
 	ctSecret = "ct-hmac-secret"
 )
 
-// ctlive is a fake CTLive IM channel endpoint (seed 000): it checks the
+// ctlive is a fake CTLive IM channel endpoint (docs/protocols.md#infobip-inbound): it checks the
 // credentials and signature of every post, dedupes results by messageId
 // the way CTLive does, and can be told to answer 503 or to hang (after
 // storing the post, so the answer is lost but the messages are not).
@@ -200,12 +200,12 @@ func startOn(t *testing.T, cfg, db, addr string) *svc {
 }
 
 // TestRelayToCTLive: a fake CTLive behind the relay gets Infobip and CM
-// messages in seed 000 format. It answers 503 for a while, then hangs, and
+// messages in the IM channel format. It answers 503 for a while, then hangs, and
 // the service is killed (SIGKILL) in the middle of that outage. After it
 // recovers CTLive holds every message exactly once by messageId (its own
 // dedupe counting the resends), in the order each customer sent them; the
 // media URLs it got serve the bytes; reports for an agent's message come in
-// seed 000's report shapes.
+// the protocol's report shapes (docs/protocols.md#infobip-reports).
 func TestRelayToCTLive(t *testing.T) {
 	perPhase := 6
 	if long() {
@@ -283,7 +283,7 @@ max_backoff = "200ms"
 	}
 	require.Eventually(t, func() bool { return ct.has(all()...) }, 30*time.Second, 10*time.Millisecond, "CTLive never got phase 1")
 
-	// An agent's message and its reports (seed 000 delivery and seen).
+	// An agent's message and its reports (delivery and seen: docs/protocols.md#infobip-reports).
 	code, b := s.do(t, "POST", "/omni/1/advanced", authAPI, sendAPI("ct-out-1", customers[0], "hello from the agent"), nil)
 	require.Equal(t, 200, code, string(b))
 	reports := []byte(`{"results":[{"bulkId":"","status":{"id":5,"groupId":3,"groupName":"DELIVERED","name":"DELIVERED_TO_HANDSET","description":"Message delivered to handset"},"messageId":"ct-out-1","doneAt":"2026-12-01T10:00:01.000+0000","sentAt":"2026-12-01T10:00:00.000+0000","to":"` + customers[0] + `","channel":"WHATSAPP"},
@@ -359,7 +359,7 @@ max_backoff = "200ms"
 		}
 		require.Equal(t, sent[cust], arrived, "customer %s", cust)
 	}
-	// Seed 000 shapes for both providers.
+	// The IM channel shapes for both providers.
 	ib := ct.byID["ib-up-1"]
 	require.Equal(t, "WHATSAPP", ib["integrationType"])
 	require.Equal(t, map[string]any{"type": "TEXT", "text": "text 1"}, ib["message"])

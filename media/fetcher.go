@@ -364,7 +364,7 @@ func (f *Fetcher) authorize(req *http.Request, md *store.Media) *http.Request {
 	return req
 }
 
-// deleteAtProvider removes CM's copy once ours is durable (seed 003: DELETE
+// deleteAtProvider removes CM's copy once ours is durable (docs/protocols.md#cm-inbound: DELETE
 // on the exact URL, 204). Best effort: a failure is logged, not retried.
 func (f *Fetcher) deleteAtProvider(ctx context.Context, md *store.Media, log *slog.Logger) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, md.SourceURL, nil)

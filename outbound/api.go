@@ -1,5 +1,5 @@
-// Package outbound is CTLive's way out: the OMNI send API (seeds 000 and
-// 002), the template endpoint (seed 001), the issued bearer tokens, and the
+// Package outbound is CTLive's way out: the OMNI send API
+// (docs/protocols.md#omni-send), the template endpoint (docs/protocols.md#template-endpoint), the issued bearer tokens, and the
 // dispatcher that delivers the durable outbox to the configured provider
 // (infobip.go, cm.go) with retries.
 package outbound
@@ -95,7 +95,7 @@ func (a *API) Register(r *mux.Router) {
 }
 
 // limit refuses a declared body over limit before h runs, unread, and
-// counts the refusal; the template endpoint answers in seed 001's shape.
+// counts the refusal; the template endpoint answers in its own shape.
 func (a *API) limit(limit int64, h http.Handler, template bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := httpx.DeclaredTooLarge(w, r, limit); err != nil {
@@ -141,7 +141,7 @@ func (a *API) authorized(r *http.Request) bool {
 }
 
 // requireAPI answers 401 to requests without [api] credentials; the
-// template endpoint's answer also carries "result": false (seed 001).
+// template endpoint's answer also carries "result": false (docs/protocols.md#template-endpoint).
 func (a *API) requireAPI(h http.Handler, template bool) http.Handler {
 	const msg = "missing or wrong credentials: send Authorization: Bearer <token> with x-app-key, or HTTP Basic with the app key and secret"
 	if !a.d.Config.HasAPIAuth() {
@@ -457,7 +457,7 @@ func (a *API) omniMessage(wa *whatsApp, raw json.RawMessage, req *sendRequest, b
 	case store.TypeText:
 		m.Text = wa.text()
 	case store.TypeImage, store.TypeDocument, store.TypeAudio, store.TypeVideo:
-		// A document's text is its file name (seed 000), which is also
+		// A document's text is its file name (docs/protocols.md#infobip-inbound), which is also
 		// its media.fileName, as for inbound documents.
 		m.Caption = wa.text()
 		m.Media = sentMedia(wa)

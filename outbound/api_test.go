@@ -28,7 +28,7 @@ func errorOf(t *testing.T, b []byte) string {
 	return e.Error
 }
 
-// Every validation rule of seed 002 answers 400 naming the field, and
+// Every validation rule of the OMNI send (docs/protocols.md#omni-send) answers 400 naming the field, and
 // queues nothing.
 func TestValidation(t *testing.T) {
 	e := newEnv(t, testConfig("infobip", "http://127.0.0.1:1/unused"), nil)

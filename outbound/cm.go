@@ -184,7 +184,7 @@ func (p *cm) payload(m *store.Message) ([]byte, error) {
 		conv = append(conv, map[string]any{"template": map[string]any{"whatsapp": p.template(w, m)}})
 	case w.mediaURL() != "":
 		// WhatsApp shows an image's or video's caption and a document's
-		// file name (seed 000: the document's text is its name) with the
+		// file name (the document's text is its name: docs/protocols.md#infobip-inbound) with the
 		// media itself; audio has neither, so its text goes first.
 		u := w.mediaURL()
 		switch {
@@ -267,7 +267,7 @@ type cmParam struct {
 }
 
 // template builds the WhatsApp template CM expects from the OMNI template
-// fields. A header we host (seed 001's base64 header) is described by its
+// fields. A header we host (the template endpoint's base64 header) is described by its
 // stored media record: its URL shows neither type nor name.
 func (p *cm) template(w *whatsApp, m *store.Message) *cmTemplate {
 	t := &cmTemplate{

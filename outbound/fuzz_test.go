@@ -84,7 +84,7 @@ func FuzzSendAPI(f *testing.F) {
 }
 
 // FuzzTemplate posts arbitrary bodies and domains to the template
-// endpoint (seed 001), seeded from testdata/template/*.json.
+// endpoint (docs/protocols.md#template-endpoint), seeded from testdata/template/*.json.
 func FuzzTemplate(f *testing.F) {
 	files, _ := filepath.Glob("../testdata/template/*.json")
 	if len(files) == 0 {

@@ -89,7 +89,7 @@ func (f *fakeProvider) waitRequests(t *testing.T, n int) []rec {
 	return f.requests()
 }
 
-// infobipOK answers like seed 000: PENDING_ENROUTE with the provider's own id.
+// infobipOK answers like Infobip (docs/protocols.md#omni-send): PENDING_ENROUTE with the provider's own id.
 func infobipOK(n int, body []byte) (int, http.Header, string) {
 	var req struct {
 		Destinations []struct {
@@ -118,7 +118,7 @@ func testConfig(kind, providerURL string) config.Config {
 		Kind: kind, URL: providerURL, BasicUser: "u", BasicPassword: "p",
 		ScenarioKey: scenarioKey, ProductToken: "product-token", From: "CM.com",
 		Timeout: config.Duration{Duration: 5 * time.Second}, DefaultNumber: "+" + business,
-		// Seed 001's servicePhoneNumber is a configured business number.
+		// The template seed's servicePhoneNumber is a configured business number.
 		Numbers: map[string]string{seed001Key: "3902124122690"},
 	}
 	cfg.Outbox = config.Outbox{Workers: 2, MinBackoff: config.Duration{Duration: 10 * time.Millisecond},

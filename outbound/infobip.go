@@ -10,7 +10,7 @@ import (
 	"imchannel/store"
 )
 
-// infobip sends seed 000's OMNI "advanced" payload with Basic auth.
+// infobip sends the OMNI "advanced" payload (docs/protocols.md#omni-send) with Basic auth.
 type infobip struct {
 	c   *http.Client
 	cfg config.Provider

@@ -11,7 +11,7 @@ import (
 // Which business number a message leaves from, and with which scenarioKey.
 //
 // [provider.numbers] maps scenarioKey → business number. A send that names
-// its scenarioKey uses that key's number. One that does not (seed 002:
+// its scenarioKey uses that key's number. One that does not (docs/protocols.md#omni-send:
 // CTLive never sends one) answers the customer from the business number
 // the customer wrote to last, with the scenarioKey mapped to that number,
 // so the reply lands in the same chat and the 24-hour window is checked on

@@ -18,7 +18,7 @@ const (
 	numberB = "31202220000" // KEY-B
 )
 
-// seed002Reply is seed 002's request shape: no scenarioKey.
+// seed002Reply is CEC's send request shape (docs/protocols.md#omni-send): no scenarioKey.
 func seed002Reply(t *testing.T, messageID string) json.RawMessage {
 	t.Helper()
 	b, err := os.ReadFile("testdata/omni/seed002_text_reply.json")
@@ -116,7 +116,7 @@ func TestReplyFromTheNumberTheCustomerWroteTo(t *testing.T) {
 }
 
 // The template endpoint sends with the scenarioKey mapped to
-// servicePhoneNumber; a number nothing maps refuses in seed 001's shape.
+// servicePhoneNumber; a number nothing maps refuses in the template endpoint's shape.
 func TestTemplateServiceNumber(t *testing.T) {
 	prov := newFake(t, infobipOK)
 	cfg := testConfig("infobip", prov.URL)

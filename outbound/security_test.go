@@ -76,7 +76,7 @@ func TestCaseTwinKeys(t *testing.T) {
 		require.Contains(t, string(b), `"result":false`)
 	})
 
-	// A key spelt in another case, or one seed 002 does not define, is not
+	// A key spelt in another case, or one CEC's send API (docs/protocols.md#omni-send) does not define, is not
 	// forwarded as sent: the provider gets exactly the validated object.
 	e.dispatch()
 	e.send(map[string]any{

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Seed 000's outbound text example, as CTLive's page prints it: with a
+// CTLive's outbound text example (docs/protocols.md#omni-send), as CTLive's page prints it: with a
 // trailing comma after the whatsApp object. It is accepted and queued.
 func TestSeed000TextExampleVerbatim(t *testing.T) {
 	body, err := os.ReadFile("../testdata/send/seed000_text_verbatim.json")

@@ -8,7 +8,7 @@ import (
 // template with its values, kept on the message itself.
 
 // sentMedia is the attachment of an OMNI media message: its URL, the type
-// its name shows and, for a document, its name (seed 000: the text).
+// its name shows and, for a document, its name (the text: docs/protocols.md#infobip-inbound).
 func sentMedia(w *whatsApp) *store.Media {
 	u := w.mediaURL()
 	if u == "" {

@@ -14,7 +14,7 @@ import (
 	"imchannel/store"
 )
 
-// templateRequest is seed 001's body. Every key must be present; header may
+// templateRequest is the template endpoint's body (docs/protocols.md#template-endpoint). Every key must be present; header may
 // be null and the arrays may be empty.
 type templateRequest struct {
 	CustomerPhoneNumber string            `json:"customerPhoneNumber"`
@@ -142,7 +142,7 @@ type hostedHeader struct {
 	fileName    string
 }
 
-// Header types seed 001 leaves open; these are WhatsApp's media headers.
+// Header types the template endpoint leaves open; these are WhatsApp's media headers.
 var headerKinds = map[string][]string{
 	"image":    {"jpg", "jpeg", "png"},
 	"video":    {"mp4", "3gp"},

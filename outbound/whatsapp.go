@@ -57,7 +57,7 @@ type templateButton struct {
 	QuickReplyPayload string `json:"quickReplyPayload,omitempty"`
 }
 
-// Limits from seed 002 (and WhatsApp's own text limit).
+// Limits from CEC's send API (docs/protocols.md#omni-send; and WhatsApp's own text limit).
 const (
 	maxURL      = 2048
 	maxLocation = 1000
@@ -106,7 +106,7 @@ func normalizeWhatsApp(raw json.RawMessage) (*whatsApp, json.RawMessage, error) 
 	return &w, out, nil
 }
 
-// validate applies seed 002's rules; errors name the field.
+// validate applies CEC's send API rules; errors name the field.
 func (w *whatsApp) validate() error {
 	media := 0
 	for _, u := range []struct {

@@ -1,8 +1,7 @@
 package relay
 
-// The infobip format: seed 000, CTLive's own IM channel protocol
-// (shared/seeds/000_ctlive_im_channel_protocol.txt, which follows
-// Infobip's WhatsApp webhook). A body is {"results":[…]}; each result is an
+// The infobip format: CTLive's own IM channel protocol, which follows
+// Infobip's WhatsApp webhook (docs/protocols.md#infobip-inbound, docs/protocols.md#infobip-reports). A body is {"results":[…]}; each result is an
 // inbound message, a delivery report or a seen report, the three shapes
 // webhook/infobip.go reads. Messages from CM.com are translated into the
 // same shapes, every field that has a place filled in.
@@ -15,7 +14,7 @@ import (
 	"imchannel/store"
 )
 
-// seedTime is seed 000's timestamp layout ("2019-07-19T11:21:27.861+0000").
+// seedTime is the IM channel protocol's timestamp layout ("2019-07-19T11:21:27.861+0000").
 const seedTime = "2006-01-02T15:04:05.000-0700"
 
 func fmtSeed(t time.Time) string {
@@ -25,7 +24,7 @@ func fmtSeed(t time.Time) string {
 	return t.UTC().Format(seedTime)
 }
 
-// ibInbound is seed 000's inbound message result.
+// ibInbound is the protocol's inbound message result (docs/protocols.md#infobip-inbound).
 type ibInbound struct {
 	From            string    `json:"from"`
 	To              string    `json:"to"`
@@ -61,8 +60,9 @@ type ibMessage struct {
 	ProductItems json.RawMessage `json:"productItems,omitempty"`
 }
 
-// ibReport is seed 000's delivery report (status set) or seen report
-// (seenAt set, no status): the receiver tells them apart by those fields.
+// ibReport is the protocol's delivery report (status set) or seen report
+// (seenAt set, no status): the receiver tells them apart by those fields
+// (docs/protocols.md#infobip-reports).
 type ibReport struct {
 	BulkID    string    `json:"bulkId,omitempty"`
 	Status    *ibStatus `json:"status,omitempty"`
@@ -95,7 +95,7 @@ var (
 	ibStatusIDs = map[string]int{"PENDING_ENROUTE": 7, "DELIVERED_TO_HANDSET": 5, "UNDELIVERABLE_NOT_DELIVERED": 9}
 )
 
-// ibTypes maps our message types to seed 000's; a type missing here has
+// ibTypes maps our message types to the protocol's; a type missing here has
 // no place in the protocol and goes as UNSUPPORTED with its text.
 var ibTypes = map[string]string{
 	store.TypeText: "TEXT", store.TypeImage: "IMAGE", store.TypeDocument: "DOCUMENT", store.TypeAudio: "AUDIO",
@@ -133,7 +133,7 @@ func inboundResult(m *store.Message, mediaURL, paired string) ibInbound {
 		}
 	case store.TypeDocument:
 		msg.URL = mediaURL
-		// Seed 000: a document's caption is its file name.
+		// A document's caption is its file name (docs/protocols.md#infobip-inbound).
 		if m.Media != nil && m.Media.FileName != "" {
 			msg.Caption = m.Media.FileName
 		}
@@ -186,7 +186,7 @@ func inboundResult(m *store.Message, mediaURL, paired string) ibInbound {
 }
 
 // reportResult translates one timeline entry of an outbound message into
-// a delivery or seen report; ok is false for entries seed 000 has no shape
+// a delivery or seen report; ok is false for entries the protocol has no shape
 // for (queued, scheduled, unknown).
 func reportResult(m *store.Message, e *store.Event) (ibReport, bool) {
 	r := ibReport{MessageID: m.ExternalID, To: m.To, SentAt: fmtSeed(sentAt(m))}

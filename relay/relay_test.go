@@ -137,7 +137,7 @@ func messageIDs(items []map[string]any) []string {
 	return out
 }
 
-// Every inbound type, from either provider, becomes seed 000's shape with
+// Every inbound type, from either provider, becomes the IM channel protocol's shape with
 // every field that has a place there.
 func TestInfobipFormatTranslatesEveryType(t *testing.T) {
 	s := openStore(t)
@@ -244,8 +244,8 @@ func TestInfobipFormatMediaRepliesAndOrder(t *testing.T) {
 	require.Nil(t, imgRes["pairedMessageId"])
 }
 
-// Delivery and seen reports of outbound messages go in seed 000's report
-// shapes; queued and scheduled entries have no shape and are passed over.
+// Delivery and seen reports of outbound messages go in the protocol's report
+// shapes (docs/protocols.md#infobip-reports); queued and scheduled entries have no shape and are passed over.
 func TestInfobipFormatReports(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t)

@@ -264,7 +264,7 @@ func TestConversationMessagesPaging(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalid)
 }
 
-// interface.md: fields that do not apply are left out, times included.
+// docs/agents.md#message-json: fields that do not apply are left out, times included.
 func TestMessageJSONLeavesOutZeroTimes(t *testing.T) {
 	s := openTemp(t, Options{})
 	r := queueOne(t, s, outbound("o1", customer, "hi"))

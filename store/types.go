@@ -17,7 +17,7 @@ const (
 	ProviderCM      = "cm"
 )
 
-// Message statuses (interface.md).
+// Message statuses (docs/agents.md#message-json).
 const (
 	StatusReceived  = "received"
 	StatusScheduled = "scheduled"
@@ -32,7 +32,7 @@ const (
 	StatusUnknown = "unknown"
 )
 
-// Message types (interface.md).
+// Message types (docs/agents.md#message-json).
 const (
 	TypeText           = "text"
 	TypeImage          = "image"
@@ -214,7 +214,7 @@ type Event struct {
 }
 
 // Message is one message of a conversation, in either direction. The JSON
-// tags follow interface.md; fields after the marked line are internal.
+// tags follow docs/agents.md#message-json; fields after the marked line are internal.
 type Message struct {
 	ID             string          `json:"id"`
 	ConversationID string          `json:"conversationId"`
@@ -317,7 +317,7 @@ type OutboundSpec struct {
 	ScenarioKey string          `json:"scenarioKey,omitempty"`
 	SendAt      time.Time       `json:"sendAt,omitzero"`
 	WhatsApp    json.RawMessage `json:"whatsApp,omitempty"` // the validated whatsApp object, verbatim
-	// Template endpoint fields (seed 001).
+	// Template endpoint fields (docs/protocols.md#template-endpoint).
 	TemplateName string   `json:"templateName,omitempty"`
 	Language     string   `json:"language,omitempty"`
 	HeaderData   []string `json:"headerData,omitempty"`
@@ -346,7 +346,7 @@ type TemplateHeader struct {
 	Type       string   `json:"type"` // text image video document location
 	Parameters []string `json:"parameters,omitempty"`
 	// MediaURL is the file the provider was given; for a header imchannel
-	// hosts (seed 001's base64 header) it is the agents' /media/{id}.
+	// hosts (the template endpoint's base64 header) it is the agents' /media/{id}.
 	MediaURL  string   `json:"mediaUrl,omitempty"`
 	MediaID   string   `json:"mediaId,omitempty"`
 	FileName  string   `json:"fileName,omitempty"`

@@ -283,7 +283,7 @@ func TestConversationMessagesPaging(t *testing.T) {
 	require.Equal(t, "m8", p.Messages[8].Text)
 }
 
-// TestMessageJSONIsTheContract checks the shape of interface.md: the keys
+// TestMessageJSONIsTheContract checks the shape of docs/agents.md#message-json: the keys
 // that apply, none of the store's internal fields.
 func TestMessageJSONIsTheContract(t *testing.T) {
 	e := newEnv(t)

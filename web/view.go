@@ -7,7 +7,7 @@ import (
 	"imchannel/store"
 )
 
-// MessageJSON is a message as the agents' API shows it (interface.md).
+// MessageJSON is a message as the agents' API shows it (docs/agents.md#message-json).
 // store.Message carries internal fields (raw payloads, outbound specs,
 // aliases, action targets) that must never leave through the API, so the
 // API answers with this view instead. Fields that do not apply are left out.
@@ -40,7 +40,7 @@ type MessageJSON struct {
 	Template *store.Template `json:"template,omitempty"`
 	SendAt   time.Time       `json:"sendAt,omitzero"`
 	Delivery *DeliveryJSON   `json:"delivery,omitempty"`
-	// Additions to interface.md's example (all provider facts we map):
+	// Additions to the original message JSON (all provider facts we map):
 	// voice marks a voice note among audio; identity a changed security
 	// code; notes what was repaired on the way in.
 	Voice           bool                   `json:"voice,omitempty"`
@@ -60,7 +60,7 @@ type DeliveryJSON struct {
 }
 
 // MediaJSON is an attachment: where to get the bytes and in which state
-// the cached copy is. fileName and error are additions to interface.md's
+// the cached copy is. fileName and error are additions to the original
 // example: the document's name and why a fetch failed. Media we sent by
 // URL has no copy here: only sourceUrl (and type, name), no id or state.
 type MediaJSON struct {

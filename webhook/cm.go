@@ -22,7 +22,7 @@ import (
 	"imchannel/store"
 )
 
-// CM.com routes (seed 003).
+// CM.com routes (docs/protocols.md#cm-inbound).
 const (
 	cmRoute       = "/webhooks/cm"
 	cmStatusRoute = "/webhooks/cm/status"

@@ -61,7 +61,8 @@ func (e *testEnv) cmQueueOutbound(t *testing.T, ref, from, to string) *store.Mes
 	return m
 }
 
-// TestCMInboundKinds posts every MO example of seed 003 (and the media kinds
+// TestCMInboundKinds posts every MO example of CM's MO webhook page
+// (docs/protocols.md#cm-inbound; and the media kinds
 // it describes) through the real router and checks what is stored.
 func TestCMInboundKinds(t *testing.T) {
 	// Stored in the one shape both providers share (Infobip's camelCase,

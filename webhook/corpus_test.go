@@ -86,7 +86,7 @@ func items(t *testing.T, route string, body []byte) int {
 	}
 	var p struct{ Results []json.RawMessage }
 	if json.Unmarshal(body, &p) != nil {
-		// Seed 000's verbatim example: trailing commas.
+		// CTLive's verbatim example: trailing commas (docs/protocols.md#infobip-inbound).
 		return strings.Count(string(body), `"messageId"`)
 	}
 	return len(p.Results)

@@ -13,7 +13,7 @@ import (
 	"imchannel/store"
 )
 
-// Item 2: CM's reference is not a message id. Seed 003's list and button
+// Item 2: CM's reference is not a message id. CM's page's list and button
 // replies both say "my-reference"; both are kept, a byte-identical retry
 // of either is still stored once, and threading by the reference works.
 func TestCMDistinctRepliesShareAReference(t *testing.T) {
@@ -77,7 +77,7 @@ func TestCMUnknownCustomKeysKeepContent(t *testing.T) {
 // messageContext names; with none it is quarantined, answered 2xx.
 func TestCMNoFromUsesMessageContext(t *testing.T) {
 	e := newTestEnv(t)
-	// Seed 003's reply to an MT, verbatim: no from.
+	// CM's example reply to an MT (docs/protocols.md#cm-inbound), verbatim: no from.
 	body := `{"reference":"ABGGMWNhcIFfAhBa1rc5B-fkdkERREvkk","messageContext":"referencereplytest","name":"John Doe","to":{"number":"003197008101015"},"message":{"text":"I would like an invite to the Webinar","media":{"mediaUri":"","contentType":"","title":""},"custom":{}},"groupings":["","",""],"timeUtc":"2019-11-05T08:32:33"}`
 	a := e.post(t, cmPath, []byte(body))
 	require.Equal(t, http.StatusOK, a.Status)

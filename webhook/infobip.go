@@ -1,6 +1,6 @@
 package webhook
 
-// CTLive's IM channel protocol (seed 000), which is Infobip's WhatsApp
+// CTLive's IM channel protocol (docs/protocols.md#infobip-inbound), which is Infobip's WhatsApp
 // webhook format: {"results":[…]} where each result is an inbound message,
 // a delivery report or a seen report, told apart by their fields.
 
@@ -21,7 +21,7 @@ import (
 	"imchannel/store"
 )
 
-// infobipRoutes are seed 000's path (with its typo) and the corrected one.
+// infobipRoutes are CTLive's path (with its typo) and the corrected one.
 var infobipRoutes = []string{"/imchanne/message", "/imchannel/message"}
 
 func (h *Handler) registerInfobip(r *mux.Router) {
@@ -300,7 +300,7 @@ func parseInfobip(body []byte, arrival time.Time) (*infobipBatch, error) {
 		return nil, httpx.Errorf(store.ErrInvalid, "body is not valid UTF-8")
 	}
 	var post ibPost
-	// Seed 000's own examples carry trailing commas.
+	// CTLive's own protocol examples carry trailing commas (docs/protocols.md#infobip-inbound).
 	body, err := httpx.DecodeTolerant(body, func(b []byte) error { return json.Unmarshal(b, &post) })
 	if err != nil {
 		var te *json.UnmarshalTypeError
@@ -514,7 +514,7 @@ func inboundMessage(i int, res *ibResult, arrival time.Time) (*store.Message, er
 		if err := media(store.TypeDocument); err != nil {
 			return nil, err
 		}
-		// Seed 000: a document's caption is its file name.
+		// A document's caption is its file name (docs/protocols.md#infobip-inbound).
 		m.Media.FileName = msg.Caption
 	case "AUDIO":
 		if err := media(store.TypeAudio); err != nil {

@@ -18,7 +18,7 @@ import (
 )
 
 const (
-	seedRoute = "/imchanne/message" // seed 000's spelling
+	seedRoute = "/imchanne/message" // CTLive's spelling
 	ibRoute   = "/imchannel/message"
 )
 
@@ -73,7 +73,7 @@ type ibCase struct {
 
 func TestInfobipPosts(t *testing.T) {
 	cases := []ibCase{
-		// ---- seed 000, verbatim ----
+		// ---- CTLive's protocol examples (docs/protocols.md#infobip-inbound), verbatim ----
 		{name: "seed text without contact name", file: "seed_text.json", accepted: 1, check: func(t *testing.T, e *testEnv) {
 			m := e.byExternalID(t, "ABEGOFl3VCQoAhAqnlmSd2FKPOaraEaS0rPQ")
 			require.Equal(t, store.Inbound, m.Direction)
@@ -405,7 +405,7 @@ func TestInfobipPosts(t *testing.T) {
 			}},
 	}
 	for i, tc := range cases {
-		// Seed 000's route for the seed cases and alternately for the rest;
+		// CTLive's route for the seed cases and alternately for the rest;
 		// both routes are the same handler.
 		route := ibRoute
 		if strings.HasPrefix(tc.file, "seed_") || i%2 == 0 {

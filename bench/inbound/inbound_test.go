@@ -23,7 +23,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// seedText is seed 000's text message; %s is replaced by a unique messageId.
+// seedText is CTLive's example text message (docs/protocols.md#infobip-inbound); %s is replaced by a unique messageId.
 const seedText = `{
   "results": [
     {

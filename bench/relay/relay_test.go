@@ -30,7 +30,7 @@ import (
 	"time"
 )
 
-// seedText is seed 000's text message; %s is a unique messageId.
+// seedText is CTLive's example text message (docs/protocols.md#infobip-inbound); %s is a unique messageId.
 const seedText = `{"results":[{"from":"385919998888","to":"1234","integrationType":"WHATSAPP","receivedAt":"2019-07-19T11:21:27.861+0000","messageId":"%s","pairedMessageId":null,"message":{"type":"TEXT","text":"Support hello"}}]}`
 
 const (
@@ -102,7 +102,7 @@ func buildBinary(tb testing.TB, dir string) string {
 var listeningRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // startBinary runs imchannel serve with a fresh database; relayURL, when
-// set, attaches one [[relay]] target in seed 000 format.
+// set, attaches one [[relay]] target in the IM channel format.
 func startBinary(tb testing.TB, bin, dir, relayURL string) (string, int) {
 	tb.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {

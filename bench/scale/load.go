@@ -17,7 +17,7 @@ import (
 
 var listeningRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
-// seedText is seed 000's text message; the sender and messageId vary.
+// seedText is CTLive's example text message (docs/protocols.md#infobip-inbound); the sender and messageId vary.
 const seedText = `{
   "results": [
     {

@@ -260,7 +260,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 	return r, nil
 }
 
-// storeReplies stores n of our replies with seed 000's text, sent, as the
+// storeReplies stores n of our replies with CTLive's example text, sent, as the
 // send API and the dispatcher leave them, in commits of 64 (the size of a
 // busy group commit).
 func storeReplies(path string, n int, id, to func(int) string) error {

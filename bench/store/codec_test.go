@@ -13,7 +13,7 @@ import (
 	"imchannel/store"
 )
 
-// seedRaw is seed 000's text result as the webhook keeps it (Message.Raw).
+// seedRaw is CTLive's example text result (docs/protocols.md#infobip-inbound) as the webhook keeps it (Message.Raw).
 const seedRaw = `{"from":"385919998888","to":"1234","integrationType":"WHATSAPP","receivedAt":"2019-07-19T11:21:27.861+0000","messageId":"ABEGVUGWh3gEwZ","pairedMessageId":null,"message":{"type":"TEXT","text":"Support hello"}}`
 
 // storedRecords stores what a contact center's file is mostly made of and
