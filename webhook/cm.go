@@ -657,22 +657,12 @@ var cmStatuses = map[string]struct{ status, name string }{
 }
 
 func (h *Handler) cmStatus(w http.ResponseWriter, r *http.Request) {
-	body, err := httpx.ReadBody(w, r, h.d.BodyLimit)
-	if err != nil {
-		h.fail(w, r, cmStatusRoute, err)
+	sp, ok := parsePost(h, w, r, cmStatusRoute, parseCMStatus)
+	if !ok {
 		return
 	}
-	sp, err := parseCMStatus(body, h.d.Store.Now())
-	if err != nil {
-		h.fail(w, r, cmStatusRoute, err)
-		return
-	}
-	for i := range sp.quarantine {
-		sp.quarantine[i].Provider, sp.quarantine[i].Route = store.ProviderCM, cmStatusRoute
-	}
-	res, err := h.d.Store.IngestPost(r.Context(), store.Post{Reports: sp.reports, Quarantine: sp.quarantine})
-	if err != nil {
-		h.fail(w, r, cmStatusRoute, err)
+	res, ok := h.ingestPost(w, r, cmStatusRoute, store.ProviderCM, store.Post{Reports: sp.reports, Quarantine: sp.quarantine})
+	if !ok {
 		return
 	}
 	// accepted: reports applied; ignored: those without a reference plus

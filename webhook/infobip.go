@@ -244,22 +244,12 @@ func knownFor(res *ibResult) keys {
 // ---- the handler ----
 
 func (h *Handler) infobip(w http.ResponseWriter, r *http.Request, route string) {
-	body, err := httpx.ReadBody(w, r, h.d.BodyLimit)
-	if err != nil {
-		h.fail(w, r, route, err)
+	batch, ok := parsePost(h, w, r, route, parseInfobip)
+	if !ok {
 		return
 	}
-	batch, err := parseInfobip(body, h.d.Store.Now())
-	if err != nil {
-		h.fail(w, r, route, err)
-		return
-	}
-	for i := range batch.quarantine {
-		batch.quarantine[i].Provider, batch.quarantine[i].Route = store.ProviderInfobip, route
-	}
-	res, err := h.d.Store.IngestPost(r.Context(), store.Post{Messages: batch.msgs, Reports: batch.reports, Quarantine: batch.quarantine})
-	if err != nil {
-		h.fail(w, r, route, err)
+	res, ok := h.ingestPost(w, r, route, store.ProviderInfobip, store.Post{Messages: batch.msgs, Reports: batch.reports, Quarantine: batch.quarantine})
+	if !ok {
 		return
 	}
 	dups := 0

@@ -114,6 +114,33 @@ func (h *Handler) protect(route string, next http.Handler) http.Handler {
 	})
 }
 
+// parsePost reads the bounded body and parses it; a refusal is answered
+// and counted under route here, and ok is false.
+func parsePost[T any](h *Handler, w http.ResponseWriter, r *http.Request, route string, parse func([]byte, time.Time) (T, error)) (v T, ok bool) {
+	body, err := httpx.ReadBody(w, r, h.d.BodyLimit)
+	if err == nil {
+		if v, err = parse(body, h.d.Store.Now()); err == nil {
+			return v, true
+		}
+	}
+	h.fail(w, r, route, err)
+	return v, false
+}
+
+// ingestPost stores a parsed post, its quarantined parts marked with the
+// provider and route they came in on; a failure is answered here.
+func (h *Handler) ingestPost(w http.ResponseWriter, r *http.Request, route, provider string, p store.Post) (store.PostResult, bool) {
+	for i := range p.Quarantine {
+		p.Quarantine[i].Provider, p.Quarantine[i].Route = provider, route
+	}
+	res, err := h.d.Store.IngestPost(r.Context(), p)
+	if err != nil {
+		h.fail(w, r, route, err)
+		return res, false
+	}
+	return res, true
+}
+
 // fieldError names the field a decode failed on by its JSON path: path
 // (where the decoded value sits, "" for the body) joined with the field
 // encoding/json reports below it, and the kinds in JSON's words rather
