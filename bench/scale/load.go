@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,26 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-var listeningRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
-
-// seedText is CTLive's example text message (docs/protocols.md#infobip-inbound); the sender and messageId vary.
-const seedText = `{
-  "results": [
-    {
-      "from": "%s",
-      "to": "1234",
-      "integrationType": "WHATSAPP",
-      "receivedAt": "2019-07-19T11:21:27.861+0000",
-      "messageId": "%s",
-      "pairedMessageId": null,
-      "message": {
-        "type": "TEXT",
-        "text": "Support hello"
-      }
-    }
-  ]
-}`
 
 // The seed delivery and seen reports (testdata/infobip/seed_delivery.json,
 // seed_seen.json); %s is the messageId.

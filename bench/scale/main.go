@@ -29,16 +29,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"imchannel/bench/internal/benchkit"
 )
 
 // floorEnv, when set, makes this program the floor server: "floor:<db>".
@@ -150,17 +148,6 @@ func repoRoot() (string, error) {
 	}
 }
 
-// buildBinary compiles imchannel into dir.
-func buildBinary(root, dir string) (string, error) {
-	bin := filepath.Join(dir, "imchannel")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
 // serveFloor is the floor: decode the post as the webhook does, store each
 // result under its messageId in one DB.Batch (fsync on), answer.
 func serveFloor(mode string) error {
@@ -173,32 +160,5 @@ func serveFloor(mode string) error {
 		return err
 	}
 	defer closeDB()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "msg=listening addr=%s\n", ln.Addr())
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	return srv.Serve(ln)
-}
-
-// readLine waits for r's first line matching prefix-free "addr=" output.
-func waitListening(r io.Reader, timeout time.Duration) (string, error) {
-	line := make(chan string, 1)
-	go func() {
-		buf := make([]byte, 256)
-		n, _ := io.ReadAtLeast(r, buf, 1)
-		line <- string(buf[:n])
-		_, _ = io.Copy(io.Discard, r)
-	}()
-	select {
-	case l := <-line:
-		m := listeningRe.FindStringSubmatch(l)
-		if m == nil {
-			return "", fmt.Errorf("did not start: %q", l)
-		}
-		return m[1], nil
-	case <-time.After(timeout):
-		return "", fmt.Errorf("no listening line within %s", timeout)
-	}
+	return benchkit.Serve(h)
 }

@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"imchannel/bench/internal/benchkit"
 	"imchannel/store"
 )
 
@@ -78,7 +79,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (string, error) {
 			defer os.RemoveAll(dir)
 		}
 	}
-	bin, err := buildBinary(root, dir)
+	bin, err := benchkit.Build(root, dir)
 	if err != nil {
 		return "", err
 	}
@@ -169,7 +170,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 	if err != nil {
 		return r, err
 	}
-	if err := post("inbound", func(i int) string { return fmt.Sprintf(seedText, from(i), fmt.Sprintf("scale-b%d-%09d", si, i)) }); err != nil {
+	if err := post("inbound", func(i int) string { return string(benchkit.SeedText(from(i), fmt.Sprintf("scale-b%d-%09d", si, i))) }); err != nil {
 		return r, err
 	}
 	b1, per1, err := inUse(path)
@@ -221,7 +222,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 	// Warm both up (connections, first page faults).
 	warm := func(url, tag string, user, pass string) error {
 		ph := timed(cfg.Clients, 0, 500, func(i int) error {
-			return p.do("POST", url, fmt.Appendf(nil, seedText, from(i), fmt.Sprintf("scale-w%d-%s-%06d", si, tag, i)), user, pass, `"accepted":1`)
+			return p.do("POST", url, benchkit.SeedText(from(i), fmt.Sprintf("scale-w%d-%s-%06d", si, tag, i)), user, pass, `"accepted":1`)
 		})
 		if ph.failed > 0 {
 			return fmt.Errorf("warm-up %s: %s", tag, ph.firstE)
@@ -239,7 +240,7 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 	for round := range cfg.Rounds {
 		post := func(url, tag, user, pass string) phase {
 			return timed(cfg.Clients, cfg.Dur, 0, func(i int) error {
-				body := fmt.Appendf(nil, seedText, from(i), fmt.Sprintf("scale-s%d-r%d-%s-%09d", si, round, tag, i))
+				body := benchkit.SeedText(from(i), fmt.Sprintf("scale-s%d-r%d-%s-%09d", si, round, tag, i))
 				return p.do("POST", url, body, user, pass, `"accepted":1,"duplicates":0`)
 			})
 		}
@@ -479,7 +480,7 @@ func startServe(bin, dir, path string) (*proc, error) {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		b, _ := os.ReadFile(logPath)
-		if m := listeningRe.FindSubmatch(b); m != nil {
+		if m := benchkit.ListeningRe.FindSubmatch(b); m != nil {
 			s.url = "http://" + string(m[1])
 			return s, nil
 		}
@@ -508,7 +509,7 @@ func startFloor(self, path string) (*proc, error) {
 		return nil, err
 	}
 	s := &proc{cmd: cmd, pid: cmd.Process.Pid, done: make(chan error, 1)}
-	addr, err := waitListening(stderr, 2*time.Minute)
+	addr, err := benchkit.WaitListening(stderr, 2*time.Minute)
 	go func() { s.done <- cmd.Wait() }()
 	if err != nil {
 		_ = cmd.Process.Kill()
