@@ -2,17 +2,13 @@ package inbound
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,25 +17,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-)
 
-// seedText is CTLive's example text message (docs/protocols.md#infobip-inbound); %s is replaced by a unique messageId.
-const seedText = `{
-  "results": [
-    {
-      "from": "385919998888",
-      "to": "1234",
-      "integrationType": "WHATSAPP",
-      "receivedAt": "2019-07-19T11:21:27.861+0000",
-      "messageId": "%s",
-      "pairedMessageId": null,
-      "message": {
-        "type": "TEXT",
-        "text": "Support hello"
-      }
-    }
-  ]
-}`
+	"imchannel/bench/internal/benchkit"
+)
 
 // The answers every post of one new (or resent) message must get.
 const (
@@ -52,18 +32,11 @@ const (
 	benchPass = "bench-secret"
 )
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
 // bodies makes n seed text posts with unique messageIds under prefix.
 func bodies(prefix string, n int) [][]byte {
 	out := make([][]byte, n)
 	for i := range out {
-		out[i] = []byte(fmt.Sprintf(seedText, fmt.Sprintf("%s-%08d", prefix, i)))
+		out[i] = benchkit.SeedText("385919998888", fmt.Sprintf("%s-%08d", prefix, i))
 	}
 	return out
 }
@@ -82,24 +55,6 @@ type phase struct {
 
 // cpuPerMsg is the server's CPU time per message.
 func (p phase) cpuPerMsg() time.Duration { return p.cpu / time.Duration(p.n) }
-
-// procCPU reads a process's user+system CPU time from /proc (clock ticks of
-// 10 ms; a phase lasts long enough for that to be fine).
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the parenthesised command name; utime and stime are the
-	// 12th and 13th of those.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * 10 * time.Millisecond
-}
 
 func (p phase) rate() float64 { return float64(p.n) / p.dur.Seconds() }
 
@@ -124,7 +79,7 @@ func run(name string, t target, posts [][]byte, clients int, auth bool, want str
 	var failed atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	cpu0 := procCPU(t.pid)
+	cpu0 := benchkit.ProcCPU(t.pid)
 	start := time.Now()
 	for range clients {
 		wg.Add(1)
@@ -158,7 +113,7 @@ func run(name string, t target, posts [][]byte, clients int, auth bool, want str
 		}()
 	}
 	wg.Wait()
-	p := phase{name: name, n: len(posts), dur: time.Since(start), lat: lat, failed: int(failed.Load()), cpu: procCPU(t.pid) - cpu0}
+	p := phase{name: name, n: len(posts), dur: time.Since(start), lat: lat, failed: int(failed.Load()), cpu: benchkit.ProcCPU(t.pid) - cpu0}
 	if e, ok := firstErr.Load().(string); ok {
 		p.firstE = e
 	}
@@ -168,69 +123,12 @@ func run(name string, t target, posts [][]byte, clients int, auth bool, want str
 
 // ---- the baselines: a bare handler, storing with DB.Batch or not at all ----
 
-type barePost struct {
-	Results []struct {
-		From            string `json:"from"`
-		To              string `json:"to"`
-		IntegrationType string `json:"integrationType"`
-		ReceivedAt      string `json:"receivedAt"`
-		MessageID       string `json:"messageId"`
-		PairedMessageID string `json:"pairedMessageId"`
-		Message         struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		} `json:"message"`
-		Contact *struct {
-			Name string `json:"name"`
-		} `json:"contact"`
-	} `json:"results"`
-}
-
 var bareBucket = []byte("messages")
 
 // bareHandler decodes the post and, with db set, stores each result under
 // its messageId in one DB.Batch (bbolt's own batching, fsync on).
 func bareHandler(db *bolt.DB) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		if err != nil {
-			http.Error(w, `{"error":"body"}`, http.StatusRequestEntityTooLarge)
-			return
-		}
-		var p barePost
-		if err := json.Unmarshal(body, &p); err != nil || len(p.Results) == 0 {
-			http.Error(w, `{"error":"bad json"}`, http.StatusBadRequest)
-			return
-		}
-		accepted, dups := len(p.Results), 0
-		if db != nil {
-			vals := make([][]byte, len(p.Results))
-			for i, res := range p.Results {
-				vals[i], _ = json.Marshal(res)
-			}
-			err = db.Batch(func(tx *bolt.Tx) error {
-				accepted, dups = 0, 0
-				b := tx.Bucket(bareBucket)
-				for i, res := range p.Results {
-					if b.Get([]byte(res.MessageID)) != nil {
-						dups++
-						continue
-					}
-					if err := b.Put([]byte(res.MessageID), vals[i]); err != nil {
-						return err
-					}
-					accepted++
-				}
-				return nil
-			})
-			if err != nil {
-				http.Error(w, `{"error":"store"}`, http.StatusServiceUnavailable)
-				return
-			}
-		}
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		fmt.Fprintf(w, `{"accepted":%d,"duplicates":%d,"quarantined":0}`+"\n", accepted, dups)
-	})
+	return benchkit.Floor{DB: db, Bucket: bareBucket, Answer: `{"accepted":%d,"duplicates":%d,"quarantined":0}`, Contact: true}
 }
 
 // baselineEnv, when set in the environment, makes this test binary a
@@ -247,23 +145,15 @@ func TestMain(m *testing.M) {
 	var db *bolt.DB
 	if path, ok := strings.CutPrefix(mode, "floor:"); ok {
 		var err error
-		db, err = bolt.Open(path, 0o600, nil)
-		if err == nil {
-			err = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bareBucket); return err })
-		}
-		if err != nil {
+		if db, err = benchkit.OpenFloor(path, bareBucket); err != nil {
 			fmt.Fprintln(os.Stderr, "baseline:", err)
 			os.Exit(1)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := benchkit.Serve(bareHandler(db)); err != nil {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
 	}
-	fmt.Fprintf(os.Stderr, "msg=listening addr=%s\n", ln.Addr())
-	srv := &http.Server{Handler: bareHandler(db), ReadHeaderTimeout: 10 * time.Second}
-	_ = srv.Serve(ln)
 }
 
 // target is a server under test: its URL and process id.
@@ -294,41 +184,14 @@ func startBareProcess(tb testing.TB, dbPath string) target {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	line := make(chan string, 1)
-	go func() {
-		buf := make([]byte, 256)
-		n, _ := io.ReadAtLeast(stderr, buf, 1)
-		line <- string(buf[:n])
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case l := <-line:
-		m := listeningRe.FindStringSubmatch(l)
-		if m == nil {
-			tb.Fatalf("baseline %s did not start: %q", mode, l)
-		}
-		return target{url: "http://" + m[1] + "/imchannel/message", pid: cmd.Process.Pid}
-	case <-time.After(30 * time.Second):
-		tb.Fatalf("baseline %s did not report its address within 30s", mode)
+	addr, err := benchkit.WaitListening(stderr, 30*time.Second)
+	if err != nil {
+		tb.Fatalf("baseline %s: %v", mode, err)
 	}
-	return target{}
+	return target{url: "http://" + addr + "/imchannel/message", pid: cmd.Process.Pid}
 }
 
 // ---- the real binary ----
-
-// buildBinary compiles imchannel from the repository root into dir.
-func buildBinary(tb testing.TB, dir string) string {
-	tb.Helper()
-	bin := filepath.Join(dir, "imchannel")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-var listeningRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 type server struct {
 	url     string
@@ -367,7 +230,7 @@ func startBinary(tb testing.TB, bin, dir string) *server {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b, _ := os.ReadFile(logPath)
-		if m := listeningRe.FindSubmatch(b); m != nil {
+		if m := benchkit.ListeningRe.FindSubmatch(b); m != nil {
 			s.url = "http://" + string(m[1]) + "/imchannel/message"
 			return s
 		}
@@ -422,7 +285,7 @@ func (r round) dupVsCeiling() float64 { return r.binDup.rate() / r.ceiling.rate(
 func compare(tb testing.TB, n, clients, rounds int) []round {
 	tb.Helper()
 	dir := tb.TempDir()
-	bin := buildBinary(tb, dir)
+	bin := benchkit.BuildBinary(tb, dir)
 
 	// The baselines run in their own process, like the binary, so all three
 	// pay the same loopback and scheduling costs.
@@ -470,7 +333,7 @@ func medianOf(rs []round, f func(round) float64) float64 { return f(median(rs, f
 
 func printReport(w io.Writer, rs []round, n, clients int) {
 	fmt.Fprintf(w, "\ninbound (infobip webhook): seed 000's text message, %d posts per phase, %d concurrent clients, %d rounds; load average at the end: %s\n\n",
-		n, clients, len(rs), loadavg())
+		n, clients, len(rs), benchkit.Loadavg())
 	fmt.Fprintf(w, "| round | phase | msgs/s | p50 | p99 | server CPU/msg |\n|---|---|---:|---:|---:|---:|\n")
 	for i, r := range rs {
 		for _, p := range r.phases() {
@@ -487,18 +350,6 @@ func printReport(w io.Writer, rs []round, n, clients int) {
 	fmt.Fprintf(w, "- duplicates vs ceiling: %.0f%% (target >= 80%%) %s\n", 100*dc, verdict(dc >= 0.8))
 }
 
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
 func verdict(ok bool) string {
@@ -511,7 +362,7 @@ func verdict(ok bool) string {
 // BenchmarkInbound runs the comparison once (a fixed count per phase; b.N
 // only repeats it) and reports the median ratios as metrics.
 func BenchmarkInbound(b *testing.B) {
-	n, clients, rounds := envInt("INBOUND_N", 10000), envInt("INBOUND_CLIENTS", 64), envInt("INBOUND_ROUNDS", 3)
+	n, clients, rounds := benchkit.EnvInt("INBOUND_N", 10000), benchkit.EnvInt("INBOUND_CLIENTS", 64), benchkit.EnvInt("INBOUND_ROUNDS", 3)
 	var rs []round
 	for range b.N {
 		rs = compare(b, n, clients, rounds)

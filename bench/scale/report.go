@@ -13,6 +13,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"imchannel/bench/internal/benchkit"
 )
 
 func sortDur(d []time.Duration) { slices.Sort(d) }
@@ -27,7 +29,7 @@ func mbps(b int64, d time.Duration) float64 { return float64(b) / 1e6 / d.Second
 func report(cfg Config, steps []stepResult, fin *finalResult) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "bench/scale: %d clients posting single seed-000 text messages, %d round(s) of %s per side per step, floor and imchannel alternating; load average at the end: %s (2 cores, shared)\n\n",
-		cfg.Clients, cfg.Rounds, cfg.Dur, loadavg())
+		cfg.Clients, cfg.Rounds, cfg.Dur, benchkit.Loadavg())
 	fmt.Fprintf(&b, "| messages in file | customers | file | imchannel msgs/s | floor msgs/s | ratio | p99 | max stall | bytes/msg (text + delivered + seen) | bytes/msg (inbound text) | serve RSS (anon + file) | grow time |\n")
 	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range steps {

@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (string, error) {
 	var fin *finalResult
 	var big, numbers []string
 	for si, target := range cfg.Steps {
-		log.Info("step", "target", target, "load", loadavg())
+		log.Info("step", "target", target, "load", benchkit.Loadavg())
 		st, err := g.open()
 		if err != nil {
 			return "", err
@@ -254,10 +254,10 @@ func measureStep(cfg Config, bin, dir, path string, si, msgs, custs int, log *sl
 			}
 		}
 		log.Info("round", "step", si, "round", round, "floor", int(f.rate()), "imchannel", int(b.rate()),
-			"p99", b.pct(0.99), "max", b.max(), "load", loadavg())
+			"p99", b.pct(0.99), "max", b.max(), "load", benchkit.Loadavg())
 		floors, bins = append(floors, f), append(bins, b)
 	}
-	r.Floor, r.Bin, r.RSS, r.Load = merge(floors), merge(bins), peak, loadavg()
+	r.Floor, r.Bin, r.RSS, r.Load = merge(floors), merge(bins), peak, benchkit.Loadavg()
 	return r, nil
 }
 
