@@ -206,4 +206,3 @@ func rssOf(pid int) (anon, file int64) {
 	}
 	return anon, file
 }
-
