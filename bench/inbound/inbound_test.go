@@ -213,38 +213,13 @@ func startBinary(tb testing.TB, bin, dir string) *server {
 	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "serve.log")
-	logf, err := os.Create(logPath)
+	sp, err := benchkit.StartServe(bin, cfg, filepath.Join(dir, "serve.log"), 30*time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	s := &server{cmd: cmd, done: make(chan error, 1), db: db}
-	go func() { s.done <- cmd.Wait() }()
+	s := &server{url: "http://" + sp.Addr + "/imchannel/message", cmd: sp.Cmd, done: sp.Done, db: db}
 	tb.Cleanup(func() { s.stop(tb) })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, _ := os.ReadFile(logPath)
-		if m := benchkit.ListeningRe.FindSubmatch(b); m != nil {
-			s.url = "http://" + string(m[1]) + "/imchannel/message"
-			return s
-		}
-		select {
-		case err := <-s.done:
-			s.done <- err
-			tb.Fatalf("imchannel serve exited before listening: %v\n%s", err, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("imchannel serve did not report its address within 30s:\n%s", b)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the log for the listening line
-	}
+	return s
 }
 
 func (s *server) target() target { return target{url: s.url, pid: s.cmd.Process.Pid} }

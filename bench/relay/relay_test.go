@@ -18,16 +18,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"imchannel/bench/internal/benchkit"
 )
 
 // seedText is CTLive's example text message (docs/protocols.md#infobip-inbound); %s is a unique messageId.
@@ -37,13 +37,6 @@ const (
 	benchUser = "ctlive"
 	benchPass = "bench-secret"
 )
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 // sink is a target that answers at once and counts the results it got.
 type sink struct {
@@ -88,19 +81,6 @@ func (s *sink) waitFor(tb testing.TB, n int64) time.Time {
 	return s.last
 }
 
-func buildBinary(tb testing.TB, dir string) string {
-	tb.Helper()
-	bin := filepath.Join(dir, "imchannel")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-var listeningRe = regexp.MustCompile(`msg=listening addr=(\S+)`)
-
 // startBinary runs imchannel serve with a fresh database; relayURL, when
 // set, attaches one [[relay]] target in the IM channel format.
 func startBinary(tb testing.TB, bin, dir, relayURL string) (string, int) {
@@ -117,53 +97,19 @@ func startBinary(tb testing.TB, bin, dir, relayURL string) (string, int) {
 	if err := os.WriteFile(cfg, []byte(toml), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "serve.log")
-	logf, err := os.Create(logPath)
+	sp, err := benchkit.StartServe(bin, cfg, filepath.Join(dir, "serve.log"), 30*time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	tb.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = sp.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-sp.Done:
 		case <-time.After(60 * time.Second):
-			_ = cmd.Process.Kill()
+			_ = sp.Cmd.Process.Kill()
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, _ := os.ReadFile(logPath)
-		if m := listeningRe.FindSubmatch(b); m != nil {
-			return "http://" + string(m[1]) + "/imchannel/message", cmd.Process.Pid
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("imchannel serve did not start:\n%s", b)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the log for the listening line
-	}
-}
-
-// procCPU reads a process's user+system CPU time from /proc (10 ms ticks).
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(string(f[11]), 10, 64)
-	st, _ := strconv.ParseInt(string(f[12]), 10, 64)
-	return time.Duration(u+st) * 10 * time.Millisecond
+	return "http://" + sp.Addr + "/imchannel/message", sp.Cmd.Process.Pid
 }
 
 // ingest posts n fresh messages from clients concurrent clients and
@@ -238,7 +184,7 @@ func median(xs []float64) float64 {
 // events that piled up while the target answered 503.
 func compare(tb testing.TB, n, clients, rounds int) result {
 	dir := tb.TempDir()
-	bin := buildBinary(tb, dir)
+	bin := benchkit.BuildBinary(tb, dir)
 	var r result
 	for i := range rounds {
 		plain, plainPID := startBinary(tb, bin, filepath.Join(dir, fmt.Sprintf("plain%d", i)), "")
@@ -248,16 +194,16 @@ func compare(tb testing.TB, n, clients, rounds int) result {
 		var p99w, p99r, cpuWO, cpuW time.Duration
 		var start time.Time
 		plainRun := func() {
-			c0 := procCPU(plainPID)
+			c0 := benchkit.ProcCPU(plainPID)
 			wo, p99w = ingest(tb, plain, "p", n, clients)
-			cpuWO = procCPU(plainPID) - c0
+			cpuWO = benchkit.ProcCPU(plainPID) - c0
 		}
 		relayRun := func() {
-			c0 := procCPU(relayPID)
+			c0 := benchkit.ProcCPU(relayPID)
 			start = time.Now()
 			w, p99r = ingest(tb, relayed, "r", n, clients)
 			tgt.waitFor(tb, int64(n))
-			cpuW = procCPU(relayPID) - c0
+			cpuW = benchkit.ProcCPU(relayPID) - c0
 		}
 		// Alternate which goes first, so a burst of load elsewhere on
 		// the machine does not always land on the same side.
@@ -320,7 +266,7 @@ func loadavg() string {
 }
 
 func BenchmarkRelay(b *testing.B) {
-	n, clients, rounds := envInt("RELAY_N", 4000), envInt("RELAY_CLIENTS", 32), envInt("RELAY_ROUNDS", 3)
+	n, clients, rounds := benchkit.EnvInt("RELAY_N", 4000), benchkit.EnvInt("RELAY_CLIENTS", 32), benchkit.EnvInt("RELAY_ROUNDS", 3)
 	for range b.N {
 		r := compare(b, n, clients, rounds)
 		report(b, r, n, clients)

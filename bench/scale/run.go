@@ -464,37 +464,11 @@ func startServe(bin, dir, path string) (*proc, error) {
 	if err := os.WriteFile(cfgPath, []byte(toml), 0o600); err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "serve.log")
-	logf, err := os.Create(logPath)
+	sp, err := benchkit.StartServe(bin, cfgPath, filepath.Join(dir, "serve.log"), 5*time.Minute)
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close() // the child keeps its own descriptor
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &proc{cmd: cmd, pid: cmd.Process.Pid, done: make(chan error, 1)}
-	go func() { s.done <- cmd.Wait() }()
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		b, _ := os.ReadFile(logPath)
-		if m := benchkit.ListeningRe.FindSubmatch(b); m != nil {
-			s.url = "http://" + string(m[1])
-			return s, nil
-		}
-		select {
-		case err := <-s.done:
-			return nil, fmt.Errorf("imchannel serve exited before listening: %v\n%s", err, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			return nil, fmt.Errorf("imchannel serve did not listen within 5m:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond) // polling the log for the listening line
-	}
+	return &proc{url: "http://" + sp.Addr, pid: sp.Cmd.Process.Pid, cmd: sp.Cmd, done: sp.Done}, nil
 }
 
 // startFloor re-runs this program as the floor server on path.

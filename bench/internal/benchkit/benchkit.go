@@ -253,3 +253,47 @@ func Loadavg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// Proc is a started `imchannel serve`.
+type Proc struct {
+	Cmd  *exec.Cmd
+	Addr string     // host:port from its listening line
+	Done chan error // cmd.Wait's answer (buffered; read it once)
+}
+
+// StartServe runs `imchannel serve --config cfg` with its log in logPath (as
+// in production, so reading it costs the load generator nothing) and waits
+// up to timeout for the listening line. On failure the process is killed.
+func StartServe(bin, cfg, logPath string, timeout time.Duration) (*Proc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child keeps its own descriptor
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Proc{Cmd: cmd, Done: make(chan error, 1)}
+	go func() { p.Done <- cmd.Wait() }()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if m := ListeningRe.FindSubmatch(b); m != nil {
+			p.Addr = string(m[1])
+			return p, nil
+		}
+		select {
+		case err := <-p.Done:
+			p.Done <- err
+			return nil, fmt.Errorf("imchannel serve exited before listening: %v\n%s", err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return nil, fmt.Errorf("imchannel serve did not listen within %s:\n%s", timeout, b)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log for the listening line
+	}
+}
