@@ -24,24 +24,17 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"imchannel/bench/internal/benchkit"
 	"imchannel/store"
 )
 
 const writers = 64
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 func msg(ext string, i int) *store.Message {
 	return &store.Message{Provider: store.ProviderInfobip, ExternalID: ext,
@@ -100,10 +93,10 @@ func backupLoop(b *testing.B, st *store.Store, rate int64, sink func() (io.Write
 }
 
 func BenchmarkIngestDuringBackup(b *testing.B) {
-	prefill := envInt("BACKUP_BENCH_MSGS", 40000)
-	phase := time.Duration(envInt("BACKUP_BENCH_SECONDS", 3)) * time.Second
-	rate := int64(envInt("BACKUP_BENCH_RATE", store.DefaultBackupRate))
-	rounds := envInt("BACKUP_BENCH_ROUNDS", 3)
+	prefill := benchkit.EnvInt("BACKUP_BENCH_MSGS", 40000)
+	phase := time.Duration(benchkit.EnvInt("BACKUP_BENCH_SECONDS", 3)) * time.Second
+	rate := int64(benchkit.EnvInt("BACKUP_BENCH_RATE", store.DefaultBackupRate))
+	rounds := benchkit.EnvInt("BACKUP_BENCH_ROUNDS", 3)
 	dir := b.TempDir()
 	var commits, writes, commitNanos atomic.Int64
 	st, err := store.Open(filepath.Join(dir, "imchannel.db"), store.Options{OnCommit: func(n int, d time.Duration) {

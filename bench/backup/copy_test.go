@@ -12,6 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"imchannel/bench/internal/benchkit"
 	"imchannel/store"
 )
 
@@ -24,8 +25,8 @@ import (
 //
 //	go test ./bench/backup/ -run '^$' -bench BackupCopy -benchtime 1x
 func BenchmarkBackupCopy(b *testing.B) {
-	prefill := envInt("BACKUP_BENCH_MSGS", 40000)
-	rounds := envInt("BACKUP_BENCH_ROUNDS", 3)
+	prefill := benchkit.EnvInt("BACKUP_BENCH_MSGS", 40000)
+	rounds := benchkit.EnvInt("BACKUP_BENCH_ROUNDS", 3)
 	dir := b.TempDir()
 	st, err := store.Open(filepath.Join(dir, "imchannel.db"), store.Options{})
 	if err != nil {

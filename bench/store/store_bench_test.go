@@ -26,6 +26,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"imchannel/bench/internal/benchkit"
 	"imchannel/store"
 )
 
@@ -188,14 +189,7 @@ func runBatch(dir string, msgs []*store.Message) (result, error) {
 
 func noSync() bool { return os.Getenv("BENCH_STORE_NOSYNC") == "1" }
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
-func msgsPerRun() int { return envInt("BENCH_STORE_MSGS", 4000) }
+func msgsPerRun() int { return benchkit.EnvInt("BENCH_STORE_MSGS", 4000) }
 
 // BenchmarkInbound64 runs, per iteration, the same workload through plain
 // DB.Batch and through store.SaveInbound, each on a fresh file.
@@ -210,7 +204,7 @@ func BenchmarkInbound64(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rs, sz, err := runStore(dir, workload(n, uint64(i)), envInt("BENCH_STORE_MAXBATCH", 0))
+		rs, sz, err := runStore(dir, workload(n, uint64(i)), benchkit.EnvInt("BENCH_STORE_MAXBATCH", 0))
 		if err != nil {
 			b.Fatal(err)
 		}

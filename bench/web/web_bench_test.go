@@ -36,6 +36,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/stretchr/testify/require"
 
+	"imchannel/bench/internal/benchkit"
 	"imchannel/httpx"
 	"imchannel/migrations"
 	"imchannel/store"
@@ -48,13 +49,6 @@ const (
 	password = "bench-password"
 )
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
 func TestWebLatency(t *testing.T) {
 	// The pages are served in this process: run the collector as
 	// `imchannel serve` does.
@@ -64,9 +58,9 @@ func TestWebLatency(t *testing.T) {
 	if full {
 		msgs, convs, reqs = 1_000_000, 10_000, 250
 	}
-	msgs = envInt("WEB_BENCH_MESSAGES", msgs)
-	convs = envInt("WEB_BENCH_CONVERSATIONS", convs)
-	reqs = envInt("WEB_BENCH_REQUESTS", reqs) // per agent and page
+	msgs = benchkit.EnvInt("WEB_BENCH_MESSAGES", msgs)
+	convs = benchkit.EnvInt("WEB_BENCH_CONVERSATIONS", convs)
+	reqs = benchkit.EnvInt("WEB_BENCH_REQUESTS", reqs) // per agent and page
 
 	dir := t.TempDir()
 	if full {
