@@ -1,7 +1,6 @@
 package inbound
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -74,45 +72,27 @@ func run(name string, t target, posts [][]byte, clients int, auth bool, want str
 	tr := &http.Transport{MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	user := ""
+	if auth {
+		user = benchUser
+	}
 	lat := make([]time.Duration, len(posts))
-	var next atomic.Int64
 	var failed atomic.Int64
 	var firstErr atomic.Value
-	var wg sync.WaitGroup
 	cpu0 := benchkit.ProcCPU(t.pid)
 	start := time.Now()
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(posts) {
-					return
-				}
-				t0 := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(posts[i]))
-				req.Header.Set("Content-Type", "application/json")
-				if auth {
-					req.SetBasicAuth(benchUser, benchPass)
-				}
-				resp, err := client.Do(req)
-				if err == nil {
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK || (want != "" && strings.TrimSpace(string(b)) != want) {
-						err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
-					}
-				}
-				lat[i] = time.Since(t0)
-				if err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	benchkit.Spread(clients, len(posts), func(i int) {
+		t0 := time.Now()
+		status, b, err := benchkit.Post(client, url, posts[i], user, benchPass)
+		if err == nil && (status != http.StatusOK || (want != "" && strings.TrimSpace(string(b)) != want)) {
+			err = fmt.Errorf("status %d: %s", status, b)
+		}
+		lat[i] = time.Since(t0)
+		if err != nil {
+			failed.Add(1)
+			firstErr.CompareAndSwap(nil, err.Error())
+		}
+	})
 	p := phase{name: name, n: len(posts), dur: time.Since(start), lat: lat, failed: int(failed.Load()), cpu: benchkit.ProcCPU(t.pid) - cpu0}
 	if e, ok := firstErr.Load().(string); ok {
 		p.firstE = e

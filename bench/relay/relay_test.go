@@ -119,38 +119,19 @@ func ingest(tb testing.TB, url, prefix string, n, clients int) (float64, time.Du
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	lat := make([]time.Duration, n)
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
+	var failed atomic.Int64
 	start := time.Now()
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				t0 := time.Now()
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(fmt.Sprintf(seedText, fmt.Sprintf("%s-%08d", prefix, i)))))
-				req.Header.Set("Content-Type", "application/json")
-				req.SetBasicAuth(benchUser, benchPass)
-				resp, err := c.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					failed.Add(1)
-				}
-				lat[i] = time.Since(t0)
-			}
-		}()
-	}
-	wg.Wait()
+	benchkit.Spread(clients, n, func(i int) {
+		t0 := time.Now()
+		status, _, err := benchkit.Post(c, url, []byte(fmt.Sprintf(seedText, fmt.Sprintf("%s-%08d", prefix, i))), benchUser, benchPass)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("status %d", status)
+		}
+		if err != nil {
+			failed.Add(1)
+		}
+		lat[i] = time.Since(t0)
+	})
 	d := time.Since(start)
 	if f := failed.Load(); f > 0 {
 		tb.Fatalf("%d posts failed", f)

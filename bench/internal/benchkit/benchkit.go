@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,32 +139,20 @@ type contactResult struct {
 	} `json:"contact"`
 }
 
+func (r result) id() string { return r.MessageID }
+
 // decode answers each result's messageId and, with keep, the value stored
 // under it (the ceiling stores nothing, so it skips the encoding).
-func decode(body []byte, contact, keep bool) (ids []string, vals [][]byte, err error) {
-	if contact {
-		var p struct {
-			Results []contactResult `json:"results"`
-		}
-		err = json.Unmarshal(body, &p)
-		for _, res := range p.Results {
-			ids = append(ids, res.MessageID)
-			if keep {
-				v, _ := json.Marshal(res)
-				vals = append(vals, v)
-			}
-		}
-	} else {
-		var p struct {
-			Results []result `json:"results"`
-		}
-		err = json.Unmarshal(body, &p)
-		for _, res := range p.Results {
-			ids = append(ids, res.MessageID)
-			if keep {
-				v, _ := json.Marshal(res)
-				vals = append(vals, v)
-			}
+func decode[R interface{ id() string }](body []byte, keep bool) (ids []string, vals [][]byte, err error) {
+	var p struct {
+		Results []R `json:"results"`
+	}
+	err = json.Unmarshal(body, &p)
+	for _, res := range p.Results {
+		ids = append(ids, res.id())
+		if keep {
+			v, _ := json.Marshal(res)
+			vals = append(vals, v)
 		}
 	}
 	return ids, vals, err
@@ -184,7 +174,11 @@ func (f Floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"body"}`, http.StatusRequestEntityTooLarge)
 		return
 	}
-	ids, vals, err := decode(body, f.Contact, f.DB != nil)
+	decodeFn := decode[result]
+	if f.Contact {
+		decodeFn = decode[contactResult]
+	}
+	ids, vals, err := decodeFn(body, f.DB != nil)
 	if err != nil || len(ids) == 0 {
 		http.Error(w, `{"error":"bad json"}`, http.StatusBadRequest)
 		return
@@ -296,4 +290,45 @@ func StartServe(bin, cfg, logPath string, timeout time.Duration) (*Proc, error) 
 		}
 		time.Sleep(20 * time.Millisecond) // polling the log for the listening line
 	}
+}
+
+// Spread calls f(i) for every i below n from clients goroutines, each taking
+// the next index when done with its last, and waits for them all.
+func Spread(clients, n int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Post posts the JSON body to url, with basic auth when user is set, and
+// answers the status and the answer's body.
+func Post(c *http.Client, url string, body []byte, user, pass string) (int, []byte, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, b, err
 }
