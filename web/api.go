@@ -35,6 +35,21 @@ func intParam(r *http.Request, name string, def, max int) (int, error) {
 	return n, nil
 }
 
+// pageArgs reads a paged route's limit and its cursor parameter (name),
+// which when given must be an id a previous page handed out; bad says how
+// a wrong one is wrong.
+func pageArgs(r *http.Request, def, max int, name, bad string) (int, string, error) {
+	limit, err := intParam(r, "limit", def, max)
+	if err != nil {
+		return 0, "", err
+	}
+	cur := r.URL.Query().Get(name)
+	if cur != "" && !validID(cur) {
+		return 0, "", httpx.Errorf(store.ErrInvalid, "%s %q is %s", name, clip(cur), bad)
+	}
+	return limit, cur, nil
+}
+
 // clip keeps echoed input short in error messages.
 func clip(s string) string {
 	if len(s) > 40 {
@@ -118,14 +133,9 @@ func (s *Server) apiConversation(w http.ResponseWriter, r *http.Request) {
 // GET /api/v1/conversations/{id}/messages?limit=&before=
 func (s *Server) apiConversationMessages(w http.ResponseWriter, r *http.Request) {
 	id := mux.Vars(r)["id"]
-	limit, err := intParam(r, "limit", defaultMsgLimit, maxMsgLimit)
+	limit, before, err := pageArgs(r, defaultMsgLimit, maxMsgLimit, "before", "not a message id (a previous page's next)")
 	if err != nil {
 		s.apiError(w, r, err)
-		return
-	}
-	before := r.URL.Query().Get("before")
-	if before != "" && !validID(before) {
-		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "before %q is not a message id (a previous page's next)", clip(before)))
 		return
 	}
 	if !validID(id) {
@@ -240,14 +250,9 @@ type QuarantineJSON struct {
 // GET /api/v1/quarantine?limit=&cursor= → {"items":[…], "next":"…",
 // "total": N}, newest first.
 func (s *Server) apiQuarantine(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit", defaultConvLimit, maxConvLimit)
+	limit, cursor, err := pageArgs(r, defaultConvLimit, maxConvLimit, "cursor", "not one this server issued")
 	if err != nil {
 		s.apiError(w, r, err)
-		return
-	}
-	cursor := r.URL.Query().Get("cursor")
-	if cursor != "" && !validID(cursor) {
-		s.apiError(w, r, httpx.Errorf(store.ErrInvalid, "cursor %q is not one this server issued", clip(cursor)))
 		return
 	}
 	items, next, err := s.d.Store.Quarantine(limit, cursor)
