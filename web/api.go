@@ -1,11 +1,9 @@
 package web
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gorilla/mux"
 
@@ -234,19 +232,6 @@ func (s *Server) apiSearchMessages(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
-// QuarantineJSON is a provider item that could not be understood, raw.
-type QuarantineJSON struct {
-	ID       string          `json:"id"`
-	Provider string          `json:"provider"`
-	Route    string          `json:"route"`
-	Reason   string          `json:"reason"`
-	Raw      json.RawMessage `json:"raw"`
-	Hash     string          `json:"hash"`
-	At       time.Time       `json:"at"`
-	LastAt   time.Time       `json:"lastAt"`
-	Count    int             `json:"count"`
-}
-
 // GET /api/v1/quarantine?limit=&cursor= → {"items":[…], "next":"…",
 // "total": N}, newest first.
 func (s *Server) apiQuarantine(w http.ResponseWriter, r *http.Request) {
@@ -261,13 +246,16 @@ func (s *Server) apiQuarantine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Items []QuarantineJSON `json:"items"`
-		Next  string           `json:"next,omitempty"`
-		Total int              `json:"total"`
-	}{Items: make([]QuarantineJSON, 0, len(items)), Next: next, Total: s.d.Store.QuarantineCount()}
+		Items []store.Quarantined `json:"items"`
+		Next  string              `json:"next,omitempty"`
+		Total int                 `json:"total"`
+	}{Items: make([]store.Quarantined, 0, len(items)), Next: next, Total: s.d.Store.QuarantineCount()}
+	// The store's record is the JSON shape already; only its times are
+	// shown in UTC.
 	for _, q := range items {
-		out.Items = append(out.Items, QuarantineJSON{ID: q.ID, Provider: q.Provider, Route: q.Route, Reason: q.Reason,
-			Raw: q.Raw, Hash: q.Hash, At: q.At.UTC(), LastAt: q.LastAt.UTC(), Count: q.Count})
+		it := *q
+		it.At, it.LastAt = q.At.UTC(), q.LastAt.UTC()
+		out.Items = append(out.Items, it)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

@@ -36,9 +36,9 @@ func TestQuarantineAPIAndPage(t *testing.T) {
 	require.NoError(t, err)
 
 	var page struct {
-		Items []QuarantineJSON `json:"items"`
-		Next  string           `json:"next"`
-		Total int              `json:"total"`
+		Items []store.Quarantined `json:"items"`
+		Next  string              `json:"next"`
+		Total int                 `json:"total"`
 	}
 	e.getJSON("/api/v1/quarantine?limit=2", http.StatusOK, &page)
 	require.Equal(t, 3, page.Total)
