@@ -7,6 +7,7 @@ package relay
 // same shapes, every field that has a place filled in.
 
 import (
+	"cmp"
 	"encoding/json"
 	"strings"
 	"time"
@@ -157,7 +158,7 @@ func inboundResult(m *store.Message, mediaURL, paired string) ibInbound {
 			msg.Type = ibInteractive[it.Type]
 			msg.ID, msg.Title, msg.Description, msg.Response = it.ID, it.Title, it.Description, it.Response
 			if it.Type == "button" { // a template button press stored as interactive
-				msg.Type, msg.Payload, msg.Text = "BUTTON", it.Payload, firstNonEmpty(m.Text, it.Title)
+				msg.Type, msg.Payload, msg.Text = "BUTTON", it.Payload, cmp.Or(m.Text, it.Title)
 			}
 		}
 	case store.TypeOrder:
@@ -170,12 +171,12 @@ func inboundResult(m *store.Message, mediaURL, paired string) ibInbound {
 			Text          string          `json:"text"`
 		}
 		if json.Unmarshal(m.Order, &o) == nil {
-			msg.CatalogID = firstNonEmpty(o.CatalogID, o.CatalogIDWA)
+			msg.CatalogID = cmp.Or(o.CatalogID, o.CatalogIDWA)
 			msg.ProductItems = o.ProductItems
 			if len(msg.ProductItems) == 0 {
 				msg.ProductItems = o.ProductItemsW
 			}
-			msg.Text = firstNonEmpty(msg.Text, o.Text)
+			msg.Text = cmp.Or(msg.Text, o.Text)
 		}
 	}
 	if msg.Type == "" {
@@ -227,13 +228,4 @@ func sentAt(m *store.Message) time.Time {
 		}
 	}
 	return m.CreatedAt
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
