@@ -35,15 +35,18 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.Usage()
 		return &exitError{2, errors.New("check: --db is required")}
 	}
-	problems, err := checkFile(*dbPath)
+	key, err := checkKey(*dbPath, *keyFile)
 	if err != nil {
 		return err
 	}
-	erased, err := erasedResidue(*dbPath, *keyFile)
+	// One read-only open for every pass: the structural check, the erased
+	// customers' residue and the freed pages' note.
+	db, err := store.OpenBolt(*dbPath, true, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	problems = append(problems, erased...)
+	defer db.Close()
+	problems := append(store.Check(db), store.CheckErased(db, key)...)
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(stdout, p)
@@ -51,51 +54,29 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		return &exitError{1, fmt.Errorf("check: %s: %d problem(s)", *dbPath, len(problems))}
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *dbPath)
-	if note, err := residueNote(*dbPath); err != nil {
+	n, err := store.FreePageResidue(db)
+	if err != nil {
 		return err
-	} else if note != "" {
-		fmt.Fprintln(stdout, note)
+	}
+	if n > 0 {
+		fmt.Fprintf(stdout, "note: %d freed page(s) still hold old data (deleted or erased records, erased customers' included); "+
+			"backups never copy them; `imchannel compact` writes a copy without them\n", n)
 	}
 	return nil
 }
 
-// erasedResidue is store.CheckErased with the HMAC key: from --key, or
-// beside the database when that file exists (a copy checked elsewhere may
-// have no key; then there is nothing to match the audit's hashes with).
-func erasedResidue(path, keyFile string) ([]string, error) {
+// checkKey is the HMAC key check matches erased customers with: from
+// --key, or beside the database when that file exists (a copy checked
+// elsewhere may have no key; then there is nothing to match the audit's
+// hashes with, and nil skips that pass).
+func checkKey(path, keyFile string) ([]byte, error) {
 	if keyFile == "" {
 		keyFile = hmackey.DefaultPath(path)
 		if _, err := os.Stat(keyFile); err != nil {
 			return nil, nil
 		}
 	}
-	key, err := hmackey.Load(keyFile)
-	if err != nil {
-		return nil, err
-	}
-	db, err := store.OpenBolt(path, true, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	return store.CheckErased(db, key), nil
-}
-
-// residueNote says how many freed pages still hold data (deleted or erased
-// records): not a fault of the file, but what `compact` removes and what
-// no backup carries. "" when there are none.
-func residueNote(path string) (string, error) {
-	db, err := store.OpenBolt(path, true, 5*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer db.Close()
-	n, err := store.FreePageResidue(db)
-	if err != nil || n == 0 {
-		return "", err
-	}
-	return fmt.Sprintf("note: %d freed page(s) still hold old data (deleted or erased records, erased customers' included); "+
-		"backups never copy them; `imchannel compact` writes a copy without them", n), nil
+	return hmackey.Load(keyFile)
 }
 
 // checkFile opens a file read-only and runs every check on it.
