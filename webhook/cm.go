@@ -632,6 +632,14 @@ type cmStatusMsg struct {
 	Operator  string          `json:"operator"`
 }
 
+// cmStatusKnown is what a report maps; the rest (operator, to, anything
+// new) is kept as the timeline entry's providerData.
+var cmStatusKnown = keys{
+	"received":  nil,
+	"reference": nil,
+	"status":    keys{"code": nil, "errorCode": nil, "errorDescription": nil},
+}
+
 type cmStatusDetail struct {
 	Code             json.RawMessage `json:"code"`
 	ErrorCode        json.RawMessage `json:"errorCode"`
@@ -780,7 +788,8 @@ func cmStatusReport(raw json.RawMessage, f func(string) string, arrival time.Tim
 	if code == "" {
 		return store.Report{}, false, cmInvalid("%s is required", f("status.code"))
 	}
-	rep := store.Report{Provider: store.ProviderCM, ExternalID: ref, Status: store.StatusUnknown, Name: code, IgnoreUnknown: true}
+	rep := store.Report{Provider: store.ProviderCM, ExternalID: ref, Status: store.StatusUnknown, Name: code, IgnoreUnknown: true,
+		ProviderData: unmapped(raw, cmStatusKnown)}
 	if st, ok := cmStatuses[strings.ToLower(code)]; ok {
 		rep.Status, rep.Name = st.status, st.name
 	}

@@ -457,6 +457,12 @@ func TestCMStatusReports(t *testing.T) {
 				got = append(got, ev{x.Status, x.At.UTC().Format(time.RFC3339Nano), x.Name, x.Reason})
 			}
 			require.Equal(t, c.events, got)
+			for _, x := range m.Timeline {
+				if x.Status != store.StatusQueued {
+					require.JSONEq(t, `{"operator":"20416","to":"0031612345678"}`, string(x.ProviderData),
+						"fields a report does not map are kept")
+				}
+			}
 			for _, x := range c.events {
 				require.GreaterOrEqual(t, counterValue(t, e.Metrics.InboundReports, "cm", x.status), 1.0)
 			}
