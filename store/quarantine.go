@@ -142,25 +142,6 @@ func (s *Store) QuarantineCount() int {
 	return n
 }
 
-// QuarantineItems stores items that could not be understood on their own, in one
-// transaction; dups counts those already there (counted again on them).
-func (s *Store) QuarantineItems(ctx context.Context, items []Quarantined) (dups int, err error) {
-	err = s.Update(ctx, func(t *Tx) error {
-		dups = 0
-		for _, q := range items {
-			dup, err := t.quarantine(q)
-			if err != nil {
-				return err
-			}
-			if dup {
-				dups++
-			}
-		}
-		return nil
-	})
-	return dups, err
-}
-
 func checkQuarantine(tx *bolt.Tx, add addFunc) {
 	qb := tx.Bucket(bucketQuarantine)
 	hb := tx.Bucket(bucketQuarantineHash)

@@ -21,9 +21,9 @@ func TestQuarantineDedupeAndList(t *testing.T) {
 	r, err := s.IngestPost(ctx, Post{Quarantine: []Quarantined{q("/webhooks/cm", `{"a":1}`), q("/webhooks/cm", `{"a":1}`)}})
 	require.NoError(t, err)
 	require.Equal(t, 1, r.QuarantineDups, "the second copy in one post is a resend")
-	dups, err := s.QuarantineItems(ctx, []Quarantined{q("/webhooks/cm/status", `{"a":1}`), q("/webhooks/cm", `not json <`)})
+	r, err = s.IngestPost(ctx, Post{Quarantine: []Quarantined{q("/webhooks/cm/status", `{"a":1}`), q("/webhooks/cm", `not json <`)}})
 	require.NoError(t, err)
-	require.Zero(t, dups)
+	require.Zero(t, r.QuarantineDups)
 	items, next, err := s.Quarantine(10, "")
 	require.NoError(t, err)
 	require.Empty(t, next)
@@ -35,7 +35,7 @@ func TestQuarantineDedupeAndList(t *testing.T) {
 	require.True(t, items[2].LastAt.Equal(items[2].At) || items[2].LastAt.After(items[2].At))
 	require.Empty(t, s.Check())
 
-	_, err = s.QuarantineItems(ctx, []Quarantined{{Route: "/x", Raw: json.RawMessage(`{}`)}})
+	_, err = s.IngestPost(ctx, Post{Quarantine: []Quarantined{{Route: "/x", Raw: json.RawMessage(`{}`)}}})
 	require.ErrorIs(t, err, ErrInvalid, "a reason is required")
 }
 
@@ -48,12 +48,12 @@ func TestQuarantineErasureAndRetention(t *testing.T) {
 	q := func(raw string) Quarantined {
 		return Quarantined{Provider: ProviderCM, Route: "/webhooks/cm", Reason: "r", Raw: json.RawMessage(raw)}
 	}
-	_, err := s.QuarantineItems(ctx, []Quarantined{
+	_, err := s.IngestPost(ctx, Post{Quarantine: []Quarantined{
 		q(`{"from":{"number":"+31612345678"},"text":"mine"}`),
 		q(`{"from":{"number":"0031612345678"}}`),
 		q(`{"from":{"number":"316123456789"}}`),
 		q(`{"from":{"number":"31699999999"}}`),
-	})
+	}})
 	require.NoError(t, err)
 	_, err = s.EraseNumber(ctx, "+31 6 12345678")
 	require.NoError(t, err)
