@@ -303,11 +303,13 @@ func (t *Tx) insert(m *Message) (Result, error) {
 	if err := ext.Put(key, []byte(m.ID)); err != nil {
 		return Result{}, err
 	}
-	if m.DedupeID != "" && ext.Get(dirKey(m.Direction, m.Provider, m.ExternalID)) == nil {
+	if m.DedupeID != "" {
 		// The first message with this reference: threading and deletions
 		// name it by the reference alone.
-		if err := ext.Put(dirKey(m.Direction, m.Provider, m.ExternalID), []byte(m.ID)); err != nil {
-			return Result{}, err
+		if ref := dirKey(m.Direction, m.Provider, m.ExternalID); ext.Get(ref) == nil {
+			if err := ext.Put(ref, []byte(m.ID)); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	for _, a := range m.Aliases {
