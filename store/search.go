@@ -302,7 +302,9 @@ func activityValue(c *Conversation) []byte {
 	}
 	v := make([]byte, 0, 1+len(c.Customer)+len(c.Business)+len(c.Name)+2)
 	v = append(v, f)
-	return append(v, c.Customer+" "+c.Business+" "+words.Fold(c.Name)...)
+	v = append(append(v, c.Customer...), ' ')
+	v = append(append(v, c.Business...), ' ')
+	return append(v, words.Fold(c.Name)...)
 }
 
 // ConvQuery is what a conversation list asks for; zero lists everything.
