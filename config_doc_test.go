@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 
@@ -15,9 +14,7 @@ import (
 // its default is checked against docs/configuration.md by
 // TestOpsConfigReference.
 func TestReadmeConfig(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
-	require.NoError(t, err)
-	_, rest, ok := strings.Cut(string(raw), "## A short config\n\n```toml\n")
+	_, rest, ok := strings.Cut(docSection(t, "README.md", "A short config"), "\n```toml\n")
 	require.True(t, ok, "the README shows a config")
 	block, _, ok := strings.Cut(rest, "```")
 	require.True(t, ok)

@@ -10,16 +10,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// docSection is the text of path's "## heading" section, up to the next
+// "## " heading.
+func docSection(t *testing.T, path, heading string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	_, sec, ok := strings.Cut(string(raw), "\n## "+heading+"\n")
+	require.True(t, ok, "%s has ## %s", path, heading)
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	return sec
+}
+
 // TestArchitectureMap keeps docs/architecture.md's "How it fits together"
 // table true as the code moves: every file a row names exists, every
 // function a row names is defined in one of that row's files, and every
 // store.X it names is defined in package store.
 func TestArchitectureMap(t *testing.T) {
-	raw, err := os.ReadFile("docs/architecture.md")
-	require.NoError(t, err)
-	_, sec, ok := strings.Cut(string(raw), "\n## How it fits together\n")
-	require.True(t, ok, "docs/architecture.md has How it fits together")
-	sec, _, _ = strings.Cut(sec, "\n## ")
+	sec := docSection(t, "docs/architecture.md", "How it fits together")
 
 	ticks := regexp.MustCompile("`([^`]*)`")
 	ident := regexp.MustCompile(`^(store\.)?[A-Za-z][A-Za-z0-9]*$`)
