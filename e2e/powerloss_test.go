@@ -359,13 +359,19 @@ func (p *powerRun) onlineBackup(s *svc, round, k int) {
 	if err != nil {
 		return
 	}
-	m := wroteRE.FindSubmatch(b)
+	p.backupDone(wroteRE, b, backupRec{kind: "online", path: out, began: began})
+}
+
+// backupDone records rec as finished with the size the command's output
+// (matched by re, size in group 2) reports.
+func (p *powerRun) backupDone(re *regexp.Regexp, said []byte, rec backupRec) {
+	m := re.FindSubmatch(said)
 	if m == nil {
-		p.t.Errorf("backup --url said: %s", b)
+		p.t.Errorf("%s backup said: %s", rec.kind, said)
 		return
 	}
-	size, _ := strconv.ParseInt(string(m[2]), 10, 64)
-	p.led.backupDone(backupRec{kind: "online", path: out, size: size, began: began})
+	rec.size, _ = strconv.ParseInt(string(m[2]), 10, 64)
+	p.led.backupDone(rec)
 }
 
 // ---- rounds ----
@@ -418,13 +424,7 @@ func (p *powerRun) compactRound(r int, torn bool) string {
 			return
 		}
 		p.compactTook = time.Since(began)
-		m := compactRE.FindSubmatch(b)
-		if m == nil {
-			p.t.Errorf("compact said: %s", b)
-			return
-		}
-		size, _ := strconv.ParseInt(string(m[2]), 10, 64)
-		p.led.backupDone(backupRec{kind: "compact", path: out, size: size, began: began})
+		p.backupDone(compactRE, b, backupRec{kind: "compact", path: out, began: began})
 	}()
 	time.Sleep(wait)
 	during := p.procs.running() > 0
