@@ -594,16 +594,7 @@ func (d *dirNode) Link(ctx context.Context, target fs.InodeEmbedder, name string
 // was never synced), each new subdirectory a directory (empty unless it
 // was synced itself before), and names no longer there are removed.
 func (d *dirNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
-	d.lfs.mu.Lock()
-	defer d.lfs.mu.Unlock()
-	if d.lfs.dead {
-		return syscall.EIO
-	}
-	if err := d.persist(); err != nil {
-		return fs.ToErrno(err)
-	}
-	d.lfs.stats.DirFsyncs++
-	return 0
+	return d.lfs.fsync(d.persist, &d.lfs.stats.DirFsyncs)
 }
 
 func (d *dirNode) persist() error {
@@ -890,15 +881,21 @@ func (n *fileNode) Write(ctx context.Context, fh fs.FileHandle, data []byte, off
 // Fsync (and fdatasync, which the kernel sends the same way) makes the
 // file's content and size durable; its names are the directory's business.
 func (n *fileNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
-	n.lfs.mu.Lock()
-	defer n.lfs.mu.Unlock()
-	if n.lfs.dead {
+	return n.lfs.fsync(n.sync, &n.lfs.stats.Fsyncs)
+}
+
+// fsync runs a file's or directory's sync under the lock and counts it in
+// *count; after Cut it fails like every other operation.
+func (f *FS) fsync(sync func() error, count *int) syscall.Errno {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dead {
 		return syscall.EIO
 	}
-	if err := n.sync(); err != nil {
+	if err := sync(); err != nil {
 		return fs.ToErrno(err)
 	}
-	n.lfs.stats.Fsyncs++
+	*count++
 	return 0
 }
 
