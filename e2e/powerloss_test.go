@@ -394,13 +394,19 @@ func (p *powerRun) loadRound(r int, torn bool) string {
 
 var compactRE = regexp.MustCompile(`into (\S+) \((\d+) bytes\)`)
 
-func (p *powerRun) compactRound(r int, torn bool) string {
+// stopAfterLoad runs a short load, then stops the service cleanly (the
+// compact and migration rounds work on a closed file).
+func (p *powerRun) stopAfterLoad() {
 	stop := p.startLoad(false)
 	time.Sleep(p.between(200*time.Millisecond, 600*time.Millisecond))
 	p.s.stop(p.t)
 	p.noteLogs(p.s)
 	p.s = nil
 	stop()
+}
+
+func (p *powerRun) compactRound(r int, torn bool) string {
+	p.stopAfterLoad()
 
 	out := filepath.Join(p.mnt, "copies", fmt.Sprintf("compact-r%d.db", r))
 	if p.compactTook == 0 {
@@ -437,12 +443,7 @@ func (p *powerRun) compactRound(r int, torn bool) string {
 }
 
 func (p *powerRun) migrationRound(r int, torn bool) string {
-	stop := p.startLoad(false)
-	time.Sleep(p.between(200*time.Millisecond, 600*time.Millisecond))
-	p.s.stop(p.t)
-	p.noteLogs(p.s)
-	p.s = nil
-	stop()
+	p.stopAfterLoad()
 	p.makeUnversioned()
 
 	// The rounds take turns aiming at: the pre-migration backup being
