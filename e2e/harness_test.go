@@ -436,19 +436,16 @@ func sendAPI(msgID, to, text string) []byte {
 // provider is a fake outbound provider: it records every message id it is
 // sent and can be told to fail or hang.
 type provider struct {
-	srv *httptest.Server
+	srv         *httptest.Server
+	*modeSwitch // ok, fail, hang
 
 	mu     sync.Mutex
-	mode   string // ok, fail, hang
 	counts map[string]int
 	bodies [][]byte
-	hangc  chan struct{} // closed to release hung requests
-	// attempts counts every request by the mode that answered it.
-	attempts map[string]int
 }
 
 func newProvider(t testing.TB) *provider {
-	p := &provider{mode: "ok", counts: map[string]int{}, hangc: make(chan struct{}), attempts: map[string]int{}}
+	p := &provider{modeSwitch: newModeSwitch(), counts: map[string]int{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(func() {
 		p.setMode("ok")
@@ -460,22 +457,49 @@ func newProvider(t testing.TB) *provider {
 
 func (p *provider) url() string { return p.srv.URL + "/omni/1/advanced" }
 
-func (p *provider) setMode(m string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.mode == "hang" && m != "hang" {
-		close(p.hangc)
-		p.hangc = make(chan struct{})
+// modeSwitch is how a fake endpoint answers ("ok", "hang", or a failure
+// the endpoint names) and how many requests each mode answered; leaving
+// "hang" releases the hung requests.
+type modeSwitch struct {
+	mu       sync.Mutex
+	mode     string
+	hangc    chan struct{} // closed to release hung requests
+	attempts map[string]int
+}
+
+func newModeSwitch() *modeSwitch {
+	return &modeSwitch{mode: "ok", hangc: make(chan struct{}), attempts: map[string]int{}}
+}
+
+func (s *modeSwitch) setMode(m string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mode == "hang" && m != "hang" {
+		close(s.hangc)
+		s.hangc = make(chan struct{})
 	}
-	p.mode = m
+	s.mode = m
+}
+
+// answer counts a request under the current mode and returns the mode and
+// the channel that releases the request if it hangs.
+func (s *modeSwitch) answer() (string, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts[s.mode]++
+	return s.mode, s.hangc
+}
+
+// attemptsIn is how many requests were answered in mode.
+func (s *modeSwitch) attemptsIn(mode string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[mode]
 }
 
 func (p *provider) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 8<<20))
-	p.mu.Lock()
-	mode, hang := p.mode, p.hangc
-	p.attempts[mode]++
-	p.mu.Unlock()
+	mode, hang := p.answer()
 	switch mode {
 	case "fail":
 		http.Error(w, `{"requestError":{"serviceException":{"text":"outage"}}}`, 500)
@@ -511,13 +535,6 @@ func (p *provider) count(id string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.counts[id]
-}
-
-// attemptsIn is how many requests were answered in mode.
-func (p *provider) attemptsIn(mode string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.attempts[mode]
 }
 
 // snapshot copies the counts.

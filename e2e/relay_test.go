@@ -34,14 +34,12 @@ const (
 // the way CTLive does, and can be told to answer 503 or to hang (after
 // storing the post, so the answer is lost but the messages are not).
 type ctlive struct {
-	srv *httptest.Server
+	srv         *httptest.Server
+	*modeSwitch // ok, 503, hang
 
-	mu       sync.Mutex
-	mode     string // ok, 503, hang
-	hangc    chan struct{}
-	attempts map[string]int
-	posts    int
-	badAuth  int
+	mu      sync.Mutex
+	posts   int
+	badAuth int
 	// byID is the first copy of each result; order is messageIds in the
 	// order they first arrived; dups counts copies after the first.
 	byID  map[string]map[string]any
@@ -50,7 +48,7 @@ type ctlive struct {
 }
 
 func newCTLive(t *testing.T) *ctlive {
-	c := &ctlive{mode: "ok", hangc: make(chan struct{}), attempts: map[string]int{}, byID: map[string]map[string]any{}}
+	c := &ctlive{modeSwitch: newModeSwitch(), byID: map[string]map[string]any{}}
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
 	t.Cleanup(func() {
 		c.setMode("ok")
@@ -60,21 +58,10 @@ func newCTLive(t *testing.T) *ctlive {
 	return c
 }
 
-func (c *ctlive) setMode(m string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.mode == "hang" && m != "hang" {
-		close(c.hangc)
-		c.hangc = make(chan struct{})
-	}
-	c.mode = m
-}
-
 func (c *ctlive) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	mode, hangc := c.answer()
 	c.mu.Lock()
-	mode, hangc := c.mode, c.hangc
-	c.attempts[mode]++
 	c.posts++
 	c.mu.Unlock()
 	if mode == "503" {
@@ -166,12 +153,6 @@ func assertEventually(cond func() bool, d time.Duration) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return cond()
-}
-
-func (c *ctlive) count(mode string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.attempts[mode]
 }
 
 // freeAddr reserves a loopback port for a service whose public_url must be
@@ -296,14 +277,14 @@ max_backoff = "200ms"
 	for i := range perPhase {
 		post(s, "503", i)
 	}
-	require.Eventually(t, func() bool { return ct.count("503") >= 3 }, 30*time.Second, 10*time.Millisecond, "the relay did not retry after 503s")
+	require.Eventually(t, func() bool { return ct.attemptsIn("503") >= 3 }, 30*time.Second, 10*time.Millisecond, "the relay did not retry after 503s")
 
 	// Phase 3: CTLive hangs past the relay's timeout; kill -9 meanwhile.
 	ct.setMode("hang")
 	for i := range perPhase {
 		post(s, "hang", i)
 	}
-	require.Eventually(t, func() bool { return ct.count("hang") >= 2 }, 30*time.Second, 10*time.Millisecond, "the relay never reached the hanging CTLive")
+	require.Eventually(t, func() bool { return ct.attemptsIn("hang") >= 2 }, 30*time.Second, 10*time.Millisecond, "the relay never reached the hanging CTLive")
 	s.kill()
 
 	// Restart while CTLive still hangs, take more messages, then recover.
@@ -313,7 +294,7 @@ max_backoff = "200ms"
 	for i := range perPhase {
 		post(s, "after", i)
 	}
-	require.Eventually(t, func() bool { return ct.count("hang") >= 3 }, 30*time.Second, 10*time.Millisecond, "the restarted relay did not resume")
+	require.Eventually(t, func() bool { return ct.attemptsIn("hang") >= 3 }, 30*time.Second, 10*time.Millisecond, "the restarted relay did not resume")
 	ct.setMode("ok")
 	want := all()
 	if !assertEventually(func() bool {
