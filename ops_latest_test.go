@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -71,4 +72,18 @@ func TestOpsLatestLinkOnlyChecked(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(dir, latestName))
 	require.NoError(t, err)
 	require.Equal(t, "first", string(b), "the previous backup is still the latest")
+
+	// A copy that is written but fails its check: writeChecked refuses it
+	// and leaves nothing under the final name, so backupOnce returns no
+	// path and scheduledBackup never links it.
+	bad := filepath.Join(dir, "imchannel-20240601T050000Z.db")
+	_, err = writeChecked(bad, func(w io.Writer) error {
+		_, err := w.Write(make([]byte, 8192)) // zero pages: not a bbolt file
+		return err
+	})
+	require.ErrorIs(t, err, errCheckFailed)
+	require.NoFileExists(t, bad)
+	b, err = os.ReadFile(filepath.Join(dir, latestName))
+	require.NoError(t, err)
+	require.Equal(t, "first", string(b))
 }
